@@ -1,0 +1,202 @@
+"""The ``reasonrft`` command: one subcommand per stage, each a thin shell over a library call.
+
+Bad input (unknown task/split/key, missing file, broken YAML, ...) prints one line,
+``reasonrft: error: ...``, and exits 2; heavy libraries are imported only after the
+arguments have been checked, so those errors come fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from reasonrft.errors import UserError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _stage_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("--config", help="YAML file of config keys")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied after --config")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reasonrft", description="Reason-RFT: reinforcement fine-tuning for visual reasoning (Qwen2-VL family).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    model = sub.add_parser("model", help="build models").add_subparsers(dest="action", required=True)
+    init = model.add_parser("init", help="build a nano-family Qwen2-VL with its own tokenizer")
+    init.add_argument("--size", default="nano", choices=["nano", "small"])
+    init.add_argument("--out", required=True)
+    init.add_argument("--seed", type=_positive_int, default=0)
+
+    dat = sub.add_parser("data", help="generate, show, import and export datasets").add_subparsers(dest="action", required=True)
+    gen = dat.add_parser("generate", help="write N samples of a task split to DIR (official meta format)")
+    gen.add_argument("--task", required=True)
+    gen.add_argument("--split", required=True)
+    gen.add_argument("--n", type=_positive_int, required=True)
+    gen.add_argument("--seed", type=_positive_int, default=0)
+    gen.add_argument("--out", required=True)
+    show = dat.add_parser("show", help="draw a contact sheet of samples with questions and answers")
+    show.add_argument("--task", required=True)
+    show.add_argument("--split", required=True)
+    show.add_argument("--n", type=_positive_int, default=6)
+    show.add_argument("--seed", type=_positive_int, default=0)
+    show.add_argument("--data", help="a dataset directory to show instead of generating")
+    show.add_argument("--out", required=True)
+
+    sft = _stage_parser(sub, "sft", "supervised fine-tuning (ANS-SFT or CoT-SFT)")
+    sft.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in output_dir")
+    grpo = _stage_parser(sub, "grpo", "GRPO reinforcement fine-tuning")
+    grpo.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in output_dir")
+
+    ev = _stage_parser(sub, "eval", "generate, score and summarise on test splits")
+    ev.add_argument("--model")
+    ev.add_argument("--task")
+    ev.add_argument("--splits", help="comma-separated split names (default: every test split)")
+    ev.add_argument("--predictions", help="re-score a predictions file (official format: records with 'pred') instead")
+
+    demo = _stage_parser(sub, "demo", "the whole pipeline on visual counting, from nothing, with a results table")
+    demo.add_argument("--out", default="runs/demo")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        COMMANDS[(args.command, getattr(args, "action", None))](args)
+    except UserError as e:
+        print(f"reasonrft: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reasonrft: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _model_init(args) -> None:
+    from reasonrft import modeling
+
+    out = modeling.init_model(args.size, args.out, seed=args.seed)
+    print(f"model written to {out}")
+
+
+def _data_generate(args) -> None:
+    from reasonrft import data
+    from reasonrft.tasks import get_task
+
+    task = get_task(args.task)
+    task.check_split(args.split)
+    records = data.generate_records(task, args.split, args.n, args.seed, progress=True)
+    out = data.write_dataset(args.out, records, {"task": task.name, "split": args.split, "seed": args.seed})
+    print(f"{len(records)} samples written to {out}/data.json")
+
+
+def _data_show(args) -> None:
+    from reasonrft import report
+    from reasonrft.tasks import get_task
+
+    task = get_task(args.task)
+    task.check_split(args.split)
+    path = report.contact_sheet(task, args.split, args.n, args.seed, args.out, data_dir=args.data)
+    print(f"contact sheet written to {path}")
+
+
+def _stage(module: str, config_cls: str, extra: Callable | None = None) -> Callable:
+    def command(args) -> None:
+        import importlib
+
+        from reasonrft.config import load_config
+
+        mod = importlib.import_module(f"reasonrft.stages.{module}")
+        overrides = list(args.overrides)
+        if extra:
+            overrides += extra(args)
+        config = load_config(getattr(mod, config_cls), args.config, overrides)
+        _check_paths(config)
+        result = mod.run(config)
+        if isinstance(result, dict) and "output_dir" in result:
+            from reasonrft.stages.evaluate import summary_markdown
+
+            print(summary_markdown(result))
+            print(f"predictions and summary in {result['output_dir']}")
+        elif result is not None:
+            print(f"done: {result}")
+
+    return command
+
+
+def _check_paths(config) -> None:
+    """Fail before any work when an input path does not exist."""
+    from pathlib import Path
+
+    model = getattr(config, "model", "")
+    if model and not (Path(model) / "config.json").is_file():
+        raise UserError(f"{model}: model directory not found (no config.json)")
+    data = getattr(config, "data", "")
+    if data and not Path(data).exists():
+        raise UserError(f"{data}: dataset directory not found")
+
+
+def _resume_flag(args) -> list[str]:
+    return ["resume=true"] if args.resume else []
+
+
+def _eval_flags(args) -> list[str]:
+    flags = []
+    if args.model:
+        flags.append(f"model={args.model}")
+    if args.task:
+        flags.append(f"task={args.task}")
+    if args.splits:
+        flags.append(f"splits=[{args.splits}]")
+    return flags
+
+
+def _eval(args) -> None:
+    if args.predictions:
+        from reasonrft.stages.evaluate import rescore_predictions, summary_markdown
+
+        summary = rescore_predictions(args.predictions, args.task or "counting")
+        summary["model"] = args.predictions
+        print(summary_markdown(summary))
+        return
+    _stage("evaluate", "EvalConfig", _eval_flags)(args)
+
+
+def _demo(args) -> None:
+    from reasonrft.config import load_config
+    from reasonrft.stages import demo
+
+    config = load_config(demo.DemoConfig, args.config, list(args.overrides), out=args.out)
+    demo.run(config)
+
+
+COMMANDS: dict[tuple[str, str | None], Callable] = {
+    ("model", "init"): _model_init,
+    ("data", "generate"): _data_generate,
+    ("data", "show"): _data_show,
+    ("sft", None): _stage("sft", "SFTStageConfig", _resume_flag),
+    ("grpo", None): _stage("grpo", "GRPOStageConfig", _resume_flag),
+    ("eval", None): _eval,
+    ("demo", None): _demo,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

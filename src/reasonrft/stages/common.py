@@ -1,0 +1,83 @@
+"""Pieces every training stage shares: device choice, freezing, saving the final model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from reasonrft.errors import UserError
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def trainer_common_args(config: Any) -> dict[str, Any]:
+    """TrainingArguments shared by SFT and GRPO, with the CPU-friendly settings of stack.md."""
+    gpu = on_gpu()
+    return dict(
+        output_dir=config.output_dir,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        report_to=["tensorboard"],
+        seed=config.seed,
+        bf16=gpu and config.bf16,
+        use_cpu=not gpu,
+        gradient_checkpointing=config.gradient_checkpointing,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        log_level="warning",
+    )
+
+
+def freeze_vision(model: Any) -> int:
+    """Freeze the vision tower and its projector (merger); returns how many tensors were frozen."""
+    visual = getattr(getattr(model, "model", model), "visual", None)
+    if visual is None:
+        raise UserError("the model has no vision tower to freeze (expected a Qwen2-VL-family model)")
+    frozen = 0
+    for p in visual.parameters():
+        p.requires_grad_(False)
+        frozen += 1
+    return frozen
+
+
+def resume_checkpoint(output_dir: str, resume: bool) -> str | None:
+    """The newest ``checkpoint-N`` under ``output_dir`` when resuming, else None."""
+    if not resume:
+        return None
+    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    if not checkpoints:
+        raise UserError(f"{output_dir}: --resume given but no checkpoint-N directory to resume from")
+    return str(checkpoints[-1])
+
+
+def save_final(trainer: Any, processor: Any, output_dir: str, stage_config: dict) -> Path:
+    """Save model + processor into ``output_dir``; ``config.json`` is moved in last, so a
+    directory with a ``config.json`` is always a complete model."""
+    out = Path(output_dir)
+    tmp = out / ".final-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(tmp))
+        (tmp / "reasonrft_stage.json").write_text(json.dumps(stage_config, indent=2, default=str))
+        names = sorted(os.listdir(tmp), key=lambda n: n == "config.json")
+        for name in names:
+            os.replace(tmp / name, out / name)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
