@@ -75,6 +75,7 @@ def save_final(trainer: Any, processor: Any, output_dir: str, stage_config: dict
     trainer.save_model(str(tmp))
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(tmp))
+        trainer.state.save_to_json(str(tmp / "trainer_state.json"))  # the log history, for plots
         (tmp / "reasonrft_stage.json").write_text(json.dumps(stage_config, indent=2, default=str))
         names = sorted(os.listdir(tmp), key=lambda n: n == "config.json")
         for name in names:

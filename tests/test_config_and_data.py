@@ -1,0 +1,119 @@
+"""Configs (YAML + overrides, checked up front) and dataset files (official format)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reasonrft import data
+from reasonrft.config import load_config
+from reasonrft.errors import UserError
+from reasonrft.stages.grpo import GRPOStageConfig
+from reasonrft.stages.sft import SFTStageConfig
+from reasonrft.tasks import get_task
+
+
+def test_yaml_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: m\noutput_dir: o\nlearning_rate: 1e-5\nrewards:\n  format: 1.0\n")
+    c = load_config(GRPOStageConfig, str(f), ["beta=0.1", "rewards.accuracy=0.5", "num_generations=4"])
+    assert c.learning_rate == 1e-5 and c.beta == 0.1 and c.num_generations == 4
+    assert c.rewards == {"format": 1.0, "accuracy": 0.5}
+
+
+@pytest.mark.parametrize(
+    "yaml_text, overrides, message",
+    [
+        ("model: m\noutput_dir: o\n", ["lerning_rate=1"], "unknown config key 'lerning_rate' for sft (did you mean 'learning_rate'?)"),
+        ("model: m\noutput_dir: o\nbogus: 1\n", [], "unknown config key 'bogus'"),
+        ("model: m\noutput_dir: o\n", ["per_device_train_batch_size=two"], "expected an integer"),
+        ("model: m\noutput_dir: o\n", ["freeze_vision=maybe"], "expected true or false"),
+        ("model: m\noutput_dir: o\n", ["paradigm=rl"], "paradigm must be"),
+        ("model: m\noutput_dir: o\n", ["novalue"], "expected key=value"),
+        ("model: m\n", [], "missing required key(s) output_dir"),
+        ("model: [m\noutput_dir: o\n", [], "broken YAML (line"),
+        ("- a\n- b\n", [], "expected a mapping"),
+    ],
+)
+def test_config_errors_are_one_clear_line(tmp_path, yaml_text, overrides, message):
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml_text)
+    with pytest.raises(UserError) as e:
+        load_config(SFTStageConfig, str(f), overrides)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(SFTStageConfig, "/no/such.yaml")
+
+
+def test_write_and_load_roundtrip(tmp_path):
+    task = get_task("counting")
+    records = data.generate_records(task, "test-id", 4, seed=3)
+    out = data.write_dataset(tmp_path / "ds", records, {"task": "counting"})
+    rows = json.loads((out / "data.json").read_text())
+    assert set(rows[0]) >= {"id", "image", "problem", "cot", "answer"}
+    assert rows[0]["image"] == f"images/{rows[0]['id']}.png"  # relative to the directory
+    loaded = data.load_dataset(out)
+    assert [r.answer for r in loaded] == [r.answer for r in records]
+    assert loaded[0].open_images()[0].tobytes() == records[0].images[0].tobytes()
+
+
+def _write_rows(tmp_path: Path, rows) -> Path:
+    (tmp_path / "images").mkdir(exist_ok=True)
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "data.json").write_text(json.dumps(rows) if not isinstance(rows, str) else rows)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"id": 1, "image": "images/a.png", "answer": "3"}], "record 0 (id 1): missing field 'problem'"),
+        ([{"id": 1, "image": "images/a.png", "problem": "q"}], "missing field 'answer'"),
+        ([{"id": 1, "image": "images/missing.png", "problem": "q", "answer": "3"}], "image not found"),
+        ([{"id": 1, "image": 5, "problem": "q", "answer": "3"}], "field 'image' must be str or list"),
+        ([{"id": 1, "image": "images/a.png", "problem": ["q"], "answer": "3"}], "field 'problem' must be str"),
+        ({"id": 1}, "expected a JSON list"),
+        ("[{\"id\": 1,", "not valid JSON (line 1"),
+        (["just a string"], "record 0: expected an object"),
+    ],
+)
+def test_bad_records_name_file_and_record(tmp_path, rows, message):
+    d = _write_rows(tmp_path, rows)
+    with pytest.raises(UserError) as e:
+        data.load_dataset(d)
+    assert message in str(e.value) and str(d / "data.json") in str(e.value)
+
+
+def test_solution_field_is_accepted_as_answer(tmp_path):
+    d = _write_rows(tmp_path, [{"id": "x", "image": "images/a.png", "problem": "q", "solution": "<answer>3</answer>"}])
+    assert data.load_dataset(d)[0].answer == "<answer>3</answer>"
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    task = get_task("counting")
+    good = data.generate_records(task, "train", 2)
+
+    def records():
+        yield from good
+        raise RuntimeError("generator failed half-way")
+
+    with pytest.raises(RuntimeError):
+        data.write_dataset(tmp_path / "ds", records())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trl_rows(tmp_path):
+    task = get_task("counting")
+    recs = data.generate_records(task, "train", 2)
+    sft = data.sft_rows(task, recs, "cot")[0]
+    assert sft["completion"][0]["content"].startswith("<think>\n") and sft["completion"][0]["content"].endswith("</answer>")
+    assert data.sft_rows(task, recs, "answer")[0]["completion"][0]["content"] == recs[0].answer
+    grpo = data.grpo_rows(task, recs)[0]
+    assert grpo["solution"] == recs[0].answer and "<answer>" in grpo["prompt"][0]["content"]

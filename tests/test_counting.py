@@ -1,0 +1,63 @@
+"""The counting family: program semantics and the two domain shifts."""
+
+from __future__ import annotations
+
+import random
+
+from reasonrft.tasks import counting, get_task
+from reasonrft.tasks.counting import Obj, Step, run_program
+
+
+def test_program_semantics_on_a_known_scene():
+    scene = [Obj("cube", "red", "large", "metal"), Obj("cube", "red", "small", "rubber"), Obj("sphere", "blue", "small", "metal")]
+    steps = [
+        Step("subtract", (("color", "red"), ("shape", "cube"))),
+        Step("add", (("size", "small"), ("color", "red"), ("material", "rubber"), ("shape", "cube")), count=2),
+        Step("subtract", (("size", "small"),)),
+    ]
+    # 3 -> remove 2 red cubes -> 1 -> add 2 -> 3 -> remove small: the blue sphere and the 2 added cubes -> 0
+    assert run_program(scene, steps) == [(3, 2, 1), (1, 2, 3), (3, 3, 0)]
+
+
+def test_answer_and_cot_follow_the_program():
+    t = get_task("counting")
+    for i in range(30):
+        s = t.sample("train", i)
+        assert s.cot.splitlines()[0] == f"There are {s.meta['num_objects']} objects in the image."
+        assert s.cot.splitlines()[-1] == f"So {s.answer} objects are left."
+        assert 1 <= s.meta["num_steps"] <= 3 and 3 <= s.meta["num_objects"] <= 10
+
+
+def test_structure_shift_has_longer_programs_and_more_objects():
+    t = get_task("counting")
+    for i in range(20):
+        s = t.sample("test-ood-m", i)
+        assert s.meta["num_steps"] >= 4 and s.meta["num_objects"] >= 8
+
+
+def test_appearance_shift_changes_the_look_not_the_questions():
+    t = get_task("counting")
+    shapes_seen = {w for i in range(60) for w in t.sample("test-ood-d", i).problem.replace(".", "").split()}
+    assert "cones" in shapes_seen or "cone" in shapes_seen
+    train_words = {w for i in range(60) for w in t.sample("train", i).problem.replace(".", "").split()}
+    assert not {"cone", "cones"} & train_words
+    plain = counting.render([Obj("cube", "red", "large", "metal", 0.0, 0.5)], 224, "plain")
+    textured = counting.render([Obj("cube", "red", "large", "metal", 0.0, 0.5)], 224, "textured")
+    assert plain.tobytes() != textured.tobytes()
+
+
+def test_materials_render_differently():
+    rubber = counting.render([Obj("sphere", "red", "large", "rubber", 0.0, 0.5)], 224, "plain")
+    metal = counting.render([Obj("sphere", "red", "large", "metal", 0.0, 0.5)], 224, "plain")
+    brightest = lambda img: int(__import__("numpy").asarray(img, dtype=int).sum(axis=-1).max())  # noqa: E731
+    assert brightest(metal) > brightest(rubber) + 60  # the specular highlight
+
+
+def test_objects_do_not_overlap_heavily():
+    rng = random.Random(0)
+    for _ in range(50):
+        scene = counting.sample_scene(rng, 10, counting.SHAPES, 224)
+        geometry = [counting._screen_geometry(o, 224) for o in scene]
+        for a in range(len(geometry)):
+            for b in range(a + 1, len(geometry)):
+                assert counting._apart(geometry[a], geometry[b])

@@ -1,0 +1,93 @@
+"""The nano Qwen2-VL: architecture facts, save/reload, processor, and position-id sanity."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reasonrft import modeling
+from reasonrft.tasks import get_task
+
+
+def _inputs(processor, task_name="counting", n=2, style="cot"):
+    from reasonrft import data
+
+    task = get_task(task_name)
+    records = data.generate_records(task, task.train_split, n)
+    texts = [processor.apply_chat_template([data.user_message_with_images(task, r, style)], add_generation_prompt=True, tokenize=False) for r in records]
+    return processor(text=texts, images=[r.open_images() for r in records], padding=True, return_tensors="pt")
+
+
+def test_config_follows_the_architecture_rules(nano_model):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(nano_model)
+    text, vision = config.text_config, config.vision_config
+    assert config.model_type == "qwen2_vl"
+    assert sum(text.rope_parameters["mrope_section"]) == text.hidden_size // text.num_attention_heads // 2
+    assert vision.hidden_size == text.hidden_size
+    processor = modeling.load_processor(nano_model)
+    tok = processor.tokenizer
+    assert config.image_token_id == tok.convert_tokens_to_ids("<|image_pad|>")
+    assert config.vision_start_token_id == tok.convert_tokens_to_ids("<|vision_start|>")
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    n_params = modeling.count_parameters(modeling.load_model(nano_model))
+    assert 1_000_000 < n_params < 10_000_000
+
+
+def test_reload_with_plain_transformers_gives_identical_outputs(nano_model, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    processor = modeling.load_processor(nano_model)
+    model = modeling.load_model(nano_model).eval()
+    inputs = _inputs(processor)
+    model.save_pretrained(tmp_path / "copy")
+    processor.save_pretrained(tmp_path / "copy")
+    again = AutoModelForImageTextToText.from_pretrained(tmp_path / "copy").eval()
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, again(**inputs).logits)
+    reloaded = modeling.load_processor(tmp_path / "copy")
+    assert torch.equal(_inputs(reloaded)["input_ids"], inputs["input_ids"])
+
+
+def test_two_images_give_two_grids(nano_model):
+    from PIL import Image
+
+    processor = modeling.load_processor(nano_model)
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "What changed?"}]}]
+    text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    out = processor(text=[text], images=[[Image.new("RGB", (224, 224), "red"), Image.new("RGB", (224, 224), "blue")]], return_tensors="pt")
+    assert out["image_grid_thw"].shape == (2, 3)
+    assert text.index("<|vision_start|>") < text.rindex("<|vision_end|>") < text.index("What changed?")
+
+
+def test_generation_logits_match_a_fresh_forward(nano_model):
+    """Qwen2-VL's multimodal rope positions (rope_deltas) are the classic silent bug of VLM RL:
+    the log-probs of a generated sequence, recomputed by one forward pass over prompt plus
+    completion (as GRPO does), must equal those seen while generating with the KV cache."""
+    processor = modeling.load_processor(nano_model)
+    torch.manual_seed(0)
+    model = modeling.load_model(nano_model).eval()
+    inputs = _inputs(processor, n=3)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=12, do_sample=False, output_logits=True, return_dict_in_generate=True, eos_token_id=None)
+        step_logits = torch.stack(out.logits, dim=1)  # (batch, new tokens, vocab)
+        prompt_len = inputs["input_ids"].shape[1]
+        full_mask = torch.cat([inputs["attention_mask"], torch.ones_like(out.sequences[:, prompt_len:])], dim=1)
+        forward = model(
+            input_ids=out.sequences,
+            attention_mask=full_mask,
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+            mm_token_type_ids=torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(out.sequences[:, prompt_len:])], dim=1),
+        ).logits[:, prompt_len - 1 : -1]
+    assert torch.allclose(forward.log_softmax(-1), step_logits.log_softmax(-1), atol=1e-4)
+
+
+def test_unknown_size_and_missing_directory():
+    from reasonrft.errors import UserError
+
+    with pytest.raises(UserError, match="unknown model size"):
+        modeling.init_model("huge", "/tmp/never")
+    with pytest.raises(UserError, match="not a model directory"):
+        modeling.load_model("/does/not/exist")

@@ -1,0 +1,141 @@
+"""Rewards, table-driven: valid, invalid, mixed and adversarial completions."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from reasonrft import rewards
+from reasonrft.rewards import accuracy_score, format_score, func_sequence_score, math_accuracy_score
+
+GOOD = "<think>\nThere are 3 objects.\n</think>\n<answer>\n3\n</answer>"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (GOOD, 1.0),
+        ("<think>x</think><answer>3</answer>", 1.0),
+        ("<think></think> \n\t <answer></answer>", 1.0),
+        ("<think>a</think>b<answer>3</answer>", 0.0),  # text between the blocks
+        (" <think>a</think><answer>3</answer>", 0.0),  # leading space: not a full match
+        ("<think>a</think><answer>3</answer> ", 0.0),  # trailing space
+        ("<answer>3</answer>", 0.0),
+        ("<think>a</think>", 0.0),
+        ("3", 0.0),
+        ("", 0.0),
+        ("<think>a<think>b</think>c</think><answer>3</answer>", 1.0),  # nested tags: .*? spans them
+        ("<think>a</think><answer>1</answer><answer>2</answer>", 1.0),  # two answer blocks still match
+        ("<think></answer>", 0.0),
+    ],
+)
+def test_format_score_matches_the_papers_regex(text, expected):
+    import re
+
+    reference = 1.0 if re.fullmatch(r"<think>.*?</think>\s*<answer>.*?</answer>", text, re.DOTALL) else 0.0
+    assert format_score(text) == expected == reference
+
+
+@pytest.mark.parametrize(
+    "text, solution, expected",
+    [
+        (GOOD, "3", 1.0),
+        (GOOD, "<answer> 3 </answer>", 1.0),
+        ("<answer>4</answer>", "3", 0.0),
+        ("<answer>03</answer>", "3", 0.0),  # a tag is present: exact string match only
+        ("<answer>\u0663</answer>", "3", 0.0),  # Arabic-Indic digit three: not the string "3"
+        ("<answer>3</answer><answer>4</answer>", "3", 1.0),  # the first block counts
+        ("<answer>4</answer><answer>3</answer>", "3", 0.0),
+        ("<answer>3", "3", 0.0),  # no closing tag: no block; math_verify finds no answer in it
+        ("The answer is 3", "3", 1.0),  # no tag: math_verify fallback
+        ("The answer is 4", "3", 0.0),
+        ("3", "3", 1.0),
+        ("", "3", 0.0),
+    ],
+)
+def test_accuracy_score(text, solution, expected):
+    assert accuracy_score(text, solution) == expected
+
+
+@pytest.mark.parametrize(
+    "pred, gold, expected",
+    [
+        ("40", "40", 1.0),
+        ("41", "40", 1.0),  # within 5 %
+        ("49", "40", 0.0),  # beyond 20 %
+        ("0", "0", 1.0),  # the reference code scores a correct 0 as 0: fixed
+        ("0.0", "0", 1.0),
+        ("1", "0", 0.0),
+        ("B", "B", 1.0),
+        ("C", "B", 0.0),
+        ("b", "B", 0.0),
+        ("forty", "40", 0.0),
+        ("-40", "40", 0.0),
+    ],
+)
+def test_math_accuracy_score(pred, gold, expected):
+    assert math_accuracy_score(f"<think>.</think><answer>{pred}</answer>", gold) == expected
+
+
+def test_math_accuracy_cosine_ramp_is_continuous_and_monotone():
+    values = [math_accuracy_score(f"<answer>{100 + d}</answer>", "100") for d in (4.99, 5.0, 8.0, 12.5, 17.0, 20.0, 20.01)]
+    assert values[0] == 1.0 and values[-1] == 0.0
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert math.isclose(values[3], 0.5, abs_tol=1e-9)  # the midpoint of the ramp
+
+
+GOLD_PROGRAM = "change_color(0, red)\nchange_position(2, left)"
+
+
+@pytest.mark.parametrize(
+    "pred, partial, penalty, expected",
+    [
+        (GOLD_PROGRAM, True, True, 1.0),
+        ("change_position(2, 'left'), change_color(0, red)", True, True, 1.0),  # order and quotes ignored
+        ("change_color(0, red)", True, True, 0.5),
+        ("change_color(0, blue)\nchange_position(2, left)", True, True, 0.75),  # same func+object: 0.5
+        ("change_color(1, red)\nchange_position(2, left)", True, True, 0.75),  # same func+value: 0.5
+        ("change_color(1, blue)\nchange_position(2, left)", True, True, 0.625),  # same func: 0.25
+        ("change_color(1, blue)\nchange_position(2, left)", False, True, 0.5),  # exact pass only
+        ("change_color(0, red)\nchange_color(0, red)\nchange_position(2, left)", True, True, 2 / 3),  # repeat penalty
+        ("change_color(0, red)\nchange_color(0, red)\nchange_position(2, left)", True, False, 1.0),
+        ("change_size(0, large)", True, True, 0.0),
+        ("no calls here", True, True, 0.0),
+        ("", True, True, 0.0),
+    ],
+)
+def test_func_sequence_score(pred, partial, penalty, expected):
+    assert func_sequence_score(f"<answer>{pred}</answer>", GOLD_PROGRAM, partial=partial, repeat_penalty=penalty) == pytest.approx(expected)
+
+
+def test_trl_signature_and_conversational_completions():
+    completions = [[{"role": "assistant", "content": GOOD}], [{"role": "assistant", "content": "nope"}]]
+    assert rewards.format_reward(completions) == [1.0, 0.0]
+    assert rewards.accuracy_reward(completions, solution=["3", "3"], prompts=None, trainer_state=None) == [1.0, 0.0]
+    assert rewards.math_accuracy_reward(["<answer>3</answer>"], solution=["3"]) == [1.0]
+    assert rewards.full_func_accuracy_reward([f"<answer>{GOLD_PROGRAM}</answer>"], solution=[GOLD_PROGRAM]) == [1.0]
+    with pytest.raises(ValueError, match="solution"):
+        rewards.accuracy_reward(completions)
+
+
+ADVERSARIAL = [
+    "a" * 1_000_000,  # a megabyte of letters: quadratic for the paper's (\w+)\( pattern
+    "<think>" + " " * 1_000_000,
+    "<think>" + "</think>" * 100_000 + "x",
+    "<answer>" * 100_000,
+    "<think>a</think>" + "\n" * 500_000 + "<answer>" + "9" * 400_000 + "</answer>",
+    "change_color(" * 80_000,
+    "f(" + "a" * 500_000 + ", " + " " * 400_000,
+    "\u0661" * 300_000,
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=[f"adversarial{i}" for i in range(len(ADVERSARIAL))])
+def test_every_reward_is_fast_on_adversarial_input(text):
+    start = time.perf_counter()
+    for name, fn in rewards.REWARDS.items():
+        scores = fn([text], solution=["3"])
+        assert len(scores) == 1 and 0.0 <= scores[0] <= 1.0, name
+    assert time.perf_counter() - start < 3.0
