@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", type=_positive_int, default=0)
     show.add_argument("--data", help="a dataset directory to show instead of generating")
     show.add_argument("--out", required=True)
+    imp = dat.add_parser("import", help="import the published Reason-RFT-CoT-Dataset (train_jsons/, test_jsons/, images/) into OUT/TASK/SPLIT")
+    imp.add_argument("--from", dest="source", required=True, metavar="DIR", help="the official dataset directory")
+    imp.add_argument("--out", required=True)
+    imp.add_argument("--skip-bad", action="store_true", help="leave out bad records (and report how many) instead of stopping")
+    imp.add_argument("--stage1", type=_positive_int, default=1600, help="size of the Reason-RFT stage-1 split (default 1600)")
+    imp.add_argument("--map", action="append", default=[], metavar="NAME=TASK/SPLIT", help="map another file (name without .json) to a task split; NAME=- ignores it")
+    exp = dat.add_parser("export", help="write a dataset directory in the official Meta-JSON, ShareGPT (ANS/CoT-SFT) and RL formats")
+    exp.add_argument("--data", required=True, help="a dataset directory")
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--task", default="", help="the task (default: from the dataset)")
+    exp.add_argument("--name", default="", help="file name stem (default: TASK-SPLIT)")
 
     sft = _stage_parser(sub, "sft", "supervised fine-tuning (ANS-SFT or CoT-SFT)")
     sft.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in output_dir")
@@ -70,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = _stage_parser(sub, "demo", "the whole pipeline on visual counting, from nothing, with a results table")
     demo.add_argument("--out", default="runs/demo")
+    compare = _stage_parser(sub, "compare", "the five paradigms on one task: table, curves and bar chart")
+    compare.add_argument("--task")
+    compare.add_argument("--out")
+    sweep = _stage_parser(sub, "sweep", "data efficiency: compare at increasing training budgets, plotted")
+    sweep.add_argument("--task")
+    sweep.add_argument("--budgets", help="comma-separated training-set sizes, e.g. 400,800,1600")
+    sweep.add_argument("--out")
     return parser
 
 
@@ -116,6 +134,22 @@ def _data_show(args) -> None:
     task.check_split(args.split)
     path = report.contact_sheet(task, args.split, args.n, args.seed, args.out, data_dir=args.data)
     print(f"contact sheet written to {path}")
+
+
+def _data_import(args) -> None:
+    from reasonrft import official
+
+    report = official.import_official(args.source, args.out, skip_bad=args.skip_bad, stage1=args.stage1, mapping=official.parse_mapping(args.map))
+    print("\n".join(report.lines()))
+    print(f"imported into {report.out} (one dataset directory per task/split; summary in import.json)")
+
+
+def _data_export(args) -> None:
+    from reasonrft import official
+
+    result = official.export_dataset(args.data, args.out, task_name=args.task, name=args.name)
+    print(f"{result['count']} records written to {result['out']}: {', '.join(result['files'])}")
+    print(f"re-import with: reasonrft data import --from {result['out']} --out DIR --map {result['import_map']}")
 
 
 def _stage(module: str, config_cls: str, extra: Callable | None = None) -> Callable:
@@ -188,14 +222,33 @@ def _demo(args) -> None:
     demo.run(config)
 
 
+def _experiment(kind: str) -> Callable:
+    def command(args) -> None:
+        from reasonrft.config import load_config
+        from reasonrft.stages import experiment
+
+        flags = {"task": args.task, "out": args.out, "budgets": getattr(args, "budgets", None)}
+        overrides = list(args.overrides) + [f"{k}=[{v}]" if k == "budgets" else f"{k}={v}" for k, v in flags.items() if v]
+        if kind == "compare":
+            experiment.run_compare(load_config(experiment.CompareConfig, args.config, overrides))
+        else:
+            experiment.run_sweep(load_config(experiment.SweepConfig, args.config, overrides))
+
+    return command
+
+
 COMMANDS: dict[tuple[str, str | None], Callable] = {
     ("model", "init"): _model_init,
     ("data", "generate"): _data_generate,
     ("data", "show"): _data_show,
+    ("data", "import"): _data_import,
+    ("data", "export"): _data_export,
     ("sft", None): _stage("sft", "SFTStageConfig", _resume_flag),
     ("grpo", None): _stage("grpo", "GRPOStageConfig", _resume_flag),
     ("eval", None): _eval,
     ("demo", None): _demo,
+    ("compare", None): _experiment("compare"),
+    ("sweep", None): _experiment("sweep"),
 }
 
 if __name__ == "__main__":

@@ -270,6 +270,12 @@ def init_model(size_name: str, out: str | os.PathLike, seed: int = 0, corpus: li
     return out
 
 
+def shipped_base() -> Path | None:
+    """The pretrained nano base shipped inside the package (``reasonrft/base``), if present."""
+    path = Path(__file__).parent / "base"
+    return path if (path / "config.json").is_file() and (path / "model.safetensors").is_file() else None
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -54,3 +54,76 @@ def training_curves(state_file: str | os.PathLike, out: str | os.PathLike, title
     plt.close(fig)
     os.replace(tmp, out)
     return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: str | os.PathLike) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, out)
+    return out
+
+
+def accuracy_bars(rows: list[list], header: list[str], out: str | os.PathLike, title: str = "") -> Path:
+    """Grouped bars: one group per test split (plus AVG), one bar per paradigm."""
+    plt = _pyplot()
+    columns = header[1:-2]  # the splits and AVG (ID / OOD AVG repeat them)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(columns), 3.6))
+    width = 0.8 / max(1, len(rows))
+    for i, row in enumerate(rows):
+        xs = [c + (i - (len(rows) - 1) / 2) * width for c in range(len(columns))]
+        ax.bar(xs, row[1 : 1 + len(columns)], width=width, label=row[0])
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = _save(fig, out)
+    plt.close(fig)
+    return path
+
+
+def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> Path:
+    """Accuracy vs training samples (log x), in-domain and domain-shift panels; zero-shot as a
+    dashed line, the stage-1 activation point as a star (the paper's figure)."""
+    plt = _pyplot()
+    budgets = sorted(int(b) for b in summary)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, name in ((axes[0], "id", "in-domain"), (axes[1], "ood", "domain shift (avg)")):
+        paradigms = sorted({p for b in budgets for p in summary[str(b)]})
+        for p in paradigms:
+            if p in ("zero-shot", "stage1"):
+                continue
+            pts = [(b, summary[str(b)][p][key]) for b in budgets if p in summary[str(b)]]
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=p)
+        zero = [summary[str(b)]["zero-shot"][key] for b in budgets if "zero-shot" in summary[str(b)]]
+        if zero:
+            ax.axhline(zero[0], linestyle="--", color="gray", label="zero-shot")
+        stage1 = [(b, summary[str(b)]["stage1"][key]) for b in budgets if "stage1" in summary[str(b)]]
+        if stage1:
+            ax.scatter([x for x, _ in stage1], [y for _, y in stage1], marker="*", s=120, color="black", label="stage 1 only", zorder=5)
+        ax.set_xscale("log")
+        ax.set_xlabel("training samples")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = _save(fig, out)
+    plt.close(fig)
+    return path

@@ -1,0 +1,205 @@
+"""The paper's experiment: five paradigms on one task (``compare``), and data efficiency (``sweep``).
+
+``reasonrft compare --task T``: every paradigm gets the same training records (the first
+``n_train`` of the task's training split) and is evaluated on every test split:
+- Zero-shot: the base model, asked for the bare answer;
+- ANS-SFT: answer-only SFT on all ``n_train`` records;
+- CoT-SFT: CoT SFT on all ``n_train`` records;
+- Reason-RFT-Zero: GRPO from the base on all records;
+- Reason-RFT: CoT-SFT on the first ``stage1`` records (also reported alone, as the
+  activation point), then GRPO on the rest (structure perception: on all of them, as in
+  the paper, whose structure set is small).
+GRPO on a CPU cannot take every prompt of a large set: it runs ``grpo_steps`` steps of
+``grpo_prompts`` prompts over its records (``grpo_steps=0``: one pass over all of them).
+
+Writes ``OUT/results.{md,json,csv}``, ``OUT/accuracy_bars.png`` and, per trained paradigm,
+``OUT/curves-<paradigm>.png`` (rewards, completion length, KL, loss over steps).
+
+``reasonrft sweep --task T --budgets 400,800,1600``: ``compare`` at each budget, then
+``OUT/data_efficiency.png``: accuracy against training samples (log x), in-domain and
+domain-shift panels, with the zero-shot level and the stage-1 activation point marked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reasonrft import data, modeling, plots
+from reasonrft.config import build
+from reasonrft.io import atomic_write_json, atomic_write_text
+from reasonrft.report import markdown_table
+from reasonrft.stages import evaluate, grpo, sft
+from reasonrft.tasks import Task, get_task
+
+PARADIGMS = ("zero-shot", "ans-sft", "cot-sft", "reason-rft-zero", "reason-rft")
+TITLES = {
+    "zero-shot": "Zero-shot",
+    "ans-sft": "ANS-SFT",
+    "cot-sft": "CoT-SFT",
+    "reason-rft-zero": "Reason-RFT-Zero",
+    "stage1": "Reason-RFT stage 1 only",
+    "reason-rft": "Reason-RFT",
+}
+EVAL_STYLE = {"zero-shot": "zero-shot", "ans-sft": "answer"}  # every other row: cot
+
+
+@dataclass
+class CompareConfig:
+    stage = "compare"
+    task: str = "counting"
+    out: str = "runs/compare"
+    model: str = ""  # the base; empty: the shipped base if the package has one, else a fresh nano model
+    paradigms: list[str] = field(default_factory=lambda: list(PARADIGMS))
+    seed: int = 0
+    n_train: int = 3200
+    stage1: int = 1600
+    n_eval: int = 200
+    sft_epochs: float = 1.0
+    sft_learning_rate: float = 1e-3
+    freeze_vision: bool = True  # as the paper; a fresh (random) base needs false
+    grpo_steps: int = 100
+    grpo_prompts: int = 2
+    grpo_learning_rate: float = 2e-5
+    num_generations: int = 8
+    max_new_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.paradigms if p not in PARADIGMS]
+        if unknown:
+            raise ValueError(f"unknown paradigm(s) {', '.join(unknown)}; choose from {', '.join(PARADIGMS)}")
+        if not 0 < self.stage1 < self.n_train:
+            raise ValueError(f"need 0 < stage1 < n_train (got stage1={self.stage1}, n_train={self.n_train})")
+        if self.n_eval < 1 or self.grpo_steps < 0 or self.grpo_prompts < 1:
+            raise ValueError("need n_eval >= 1, grpo_steps >= 0, grpo_prompts >= 1")
+
+
+def run_compare(config: CompareConfig) -> dict:
+    # setup: base model, training records, test sets (shared by every paradigm)
+    started = time.time()
+    task = get_task(config.task)
+    out = Path(config.out)
+    base = _base_model(config, out)
+    train_dir = out / "data" / task.train_split
+    if not (train_dir / data.DATA_FILE).is_file():
+        data.write_dataset(train_dir, data.generate_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
+    for split in task.test_splits:
+        if not (out / "data" / split / data.DATA_FILE).is_file():
+            data.write_dataset(out / "data" / split, data.generate_records(task, split, config.n_eval, config.seed), {"task": task.name, "split": split, "seed": config.seed})
+
+    # train and evaluate each paradigm
+    rows: dict[str, dict] = {}
+    timings: dict[str, float] = {}
+    for paradigm in config.paradigms:
+        t0 = time.time()
+        for name, model_dir in _train(paradigm, config, task, base, train_dir, out):
+            rows[name] = _evaluate(model_dir, name, config, task, out)
+        timings[paradigm] = round(time.time() - t0, 1)
+        print(f"[compare] {paradigm}: {timings[paradigm]} s", flush=True)
+
+    # report
+    result = {"task": task.name, "base": str(base), "rows": rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
+    _write_report(result, task, out)
+    return result
+
+
+def _base_model(config: CompareConfig, out: Path) -> Path:
+    if config.model:
+        return Path(config.model)
+    shipped = modeling.shipped_base()
+    if shipped is not None:
+        return shipped
+    path = out / "base"
+    if not (path / "config.json").is_file():
+        modeling.init_model("nano", path, seed=config.seed)
+    return path
+
+
+def _train(paradigm: str, config: CompareConfig, task: Task, base: Path, train_dir: Path, out: Path):
+    """Yield (row name, model directory) for each model the paradigm produces."""
+    if paradigm == "zero-shot":
+        yield "zero-shot", base
+    elif paradigm in ("ans-sft", "cot-sft"):
+        yield paradigm, _sft(config, task, base, train_dir, out / paradigm, "answer" if paradigm == "ans-sft" else "cot", 0, 0)
+    elif paradigm == "reason-rft-zero":
+        yield paradigm, _grpo(config, task, base, train_dir, out / paradigm, 0, 0)
+    else:  # reason-rft: stage 1 on the first records, stage 2 on the rest (structure: all)
+        stage1 = _sft(config, task, base, train_dir, out / "stage1", "cot", 0, config.stage1)
+        yield "stage1", stage1
+        offset = 0 if task.name == "structure" else config.stage1
+        yield "reason-rft", _grpo(config, task, stage1, train_dir, out / "reason-rft", offset, 0)
+
+
+def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int) -> Path:
+    if (out / "config.json").is_file():
+        return out  # finished earlier: an experiment can be re-run to fill in what is missing
+    cfg = build(sft.SFTStageConfig, dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, save_steps=100_000))
+    return sft.run(cfg)
+
+
+def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, offset: int, limit: int) -> Path:
+    if (out / "config.json").is_file():
+        return out
+    cfg = build(grpo.GRPOStageConfig, dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, save_steps=100_000, logging_steps=5))
+    return grpo.run(cfg)
+
+
+def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out: Path) -> dict:
+    cfg = build(evaluate.EvalConfig, dict(model=str(model_dir), task=task.name, data_root=str(out / "data"), n=config.n_eval, output_dir=str(out / "eval" / name), prompt_style=EVAL_STYLE.get(name, "cot"), max_new_tokens=config.max_new_tokens, seed=config.seed))
+    summary = evaluate.run(cfg)
+    return {"splits": summary["splits"], "average": summary["average"], "model": str(model_dir)}
+
+
+def _write_report(result: dict, task: Task, out: Path) -> None:
+    splits = list(task.test_splits)
+    header = ["paradigm"] + splits + ["AVG", "ID", "OOD AVG"]
+    table_rows = []
+    for name, row in result["rows"].items():
+        accs = [row["splits"][s]["accuracy"] for s in splits]
+        ood = accs[1:]
+        table_rows.append([TITLES[name]] + accs + [row["average"], accs[0], round(sum(ood) / len(ood), 2)])
+    md = f"# {task.name}: five paradigms\n\nAccuracy (%), {result['config']['n_eval']} questions per split; training budget {result['config']['n_train']} samples.\n\n" + markdown_table(header, table_rows)
+    atomic_write_text(out / "results.md", md + f"\nWall time: {result['total_s']} s.\n")
+    atomic_write_json(out / "results.json", result)
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header] + table_rows)
+    atomic_write_text(out / "results.csv", buf.getvalue())
+    plots.accuracy_bars(table_rows, header, out / "accuracy_bars.png", title=f"{task.name}: accuracy by paradigm")
+    for name in result["rows"]:
+        state = Path(result["rows"][name]["model"]) / "trainer_state.json"
+        plots.training_curves(state, out / f"curves-{name}.png", title=f"{TITLES[name]} on {task.name}")
+    print("\n" + md)
+
+
+@dataclass
+class SweepConfig:
+    stage = "sweep"
+    task: str = "counting"
+    out: str = "runs/sweep"
+    budgets: list[int] = field(default_factory=lambda: [800, 1600, 3200])
+    compare: dict = field(default_factory=dict)  # CompareConfig keys applied at every budget
+
+    def __post_init__(self) -> None:
+        if not self.budgets or any(b < 2 for b in self.budgets):
+            raise ValueError("budgets must be a non-empty list of sample counts >= 2")
+
+
+def run_sweep(config: SweepConfig) -> dict:
+    results = {}
+    for budget in sorted(config.budgets):
+        values = dict(config.compare, task=config.task, out=str(Path(config.out) / f"n{budget}"), n_train=budget)
+        values.setdefault("stage1", min(1600, budget // 2))
+        results[budget] = run_compare(build(CompareConfig, values, source="sweep"))
+    summary = {str(b): {name: {"id": row["splits"][get_task(config.task).test_splits[0]]["accuracy"], "ood": _ood(row, config.task)} for name, row in r["rows"].items()} for b, r in results.items()}
+    atomic_write_json(Path(config.out) / "sweep.json", summary)
+    plots.data_efficiency(summary, Path(config.out) / "data_efficiency.png", title=f"{config.task}: accuracy vs training samples")
+    return summary
+
+
+def _ood(row: dict, task_name: str) -> float:
+    splits = get_task(task_name).test_splits[1:]
+    return round(sum(row["splits"][s]["accuracy"] for s in splits) / len(splits), 2)
