@@ -91,3 +91,13 @@ def test_unknown_size_and_missing_directory():
         modeling.init_model("huge", "/tmp/never")
     with pytest.raises(UserError, match="not a model directory"):
         modeling.load_model("/does/not/exist")
+
+
+def test_model_init_is_reproducible(tmp_path):
+    """Same corpus and seed: byte-identical tokenizer and weights (the shipped base depends on it)."""
+    corpus = modeling.training_corpus(samples_per_split=3)
+    digests = []
+    for name in ("a", "b"):
+        out = modeling.init_model("nano", tmp_path / name, seed=0, corpus=corpus)
+        digests.append(((out / "tokenizer.json").read_bytes(), (out / "model.safetensors").read_bytes()))
+    assert digests[0] == digests[1]

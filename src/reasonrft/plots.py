@@ -28,11 +28,7 @@ def training_curves(state_file: str | os.PathLike, out: str | os.PathLike, title
     panels = [(key, name) for key, name in CURVES if any(key in h for h in history)]
     if not panels:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     cols = min(3, len(panels))
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
@@ -47,13 +43,9 @@ def training_curves(state_file: str | os.PathLike, out: str | os.PathLike, title
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    path = _save(fig, out)
     plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return path
 
 
 def _pyplot():

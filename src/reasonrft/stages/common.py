@@ -66,14 +66,66 @@ def resume_checkpoint(output_dir: str, resume: bool) -> str | None:
     return str(checkpoints[-1])
 
 
+def main_process_first():
+    """A context in which the main process runs first and the others wait for it (a no-op in
+    one process): for work that writes shared files, such as generating the training set
+    under ``OUT/data``, which two processes of ``accelerate launch`` must not write at once."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not on_gpu()).main_process_first()
+
+
+def lora_config(config: Any) -> Any:
+    """A ``peft.LoraConfig`` from a stage config's ``lora_*`` fields, or None when LoRA is off.
+    The target module names apply to the language model only (a regex over module paths), so
+    the vision tower's own ``qkv``/``proj``/MLP layers stay as they are."""
+    if not config.lora:
+        return None
+    from peft import LoraConfig
+
+    names = "|".join(config.lora_target_modules)
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=rf".*language_model.*\.({names})",
+        task_type="CAUSAL_LM",
+    )
+
+
+def check_lora_fields(config: Any) -> None:
+    """Validation shared by the stage configs' ``__post_init__`` (raises ``ValueError``)."""
+    if config.lora_r < 1 or config.lora_alpha <= 0 or not 0 <= config.lora_dropout < 1:
+        raise ValueError("need lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1")
+    if config.lora and not config.lora_target_modules:
+        raise ValueError("lora=true needs at least one name in lora_target_modules")
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+"""Default LoRA targets: every linear layer of Qwen2-VL's language model."""
+
+
 def save_final(trainer: Any, processor: Any, output_dir: str, stage_config: dict) -> Path:
     """Save model + processor into ``output_dir``; ``config.json`` is moved in last, so a
-    directory with a ``config.json`` is always a complete model."""
+    directory with a ``config.json`` is always a complete model.
+
+    Safe under ``accelerate launch``: every process takes part in ``save_model`` (ZeRO-3 and
+    FSDP gather the weights there), only world process zero writes files, and all processes
+    leave together. A LoRA adapter is merged into the weights first, so the directory is a
+    plain model that ``transformers`` loads without ``peft``."""
     out = Path(output_dir)
     tmp = out / ".final-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    if trainer.is_world_process_zero():
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if _is_peft(model):
+        if main:
+            model.merge_and_unload().save_pretrained(str(tmp))
+    else:
+        trainer.save_model(str(tmp))
+    if main:
         processor.save_pretrained(str(tmp))
         trainer.state.save_to_json(str(tmp / "trainer_state.json"))  # the log history, for plots
         (tmp / "reasonrft_stage.json").write_text(json.dumps(stage_config, indent=2, default=str))
@@ -81,4 +133,13 @@ def save_final(trainer: Any, processor: Any, output_dir: str, stage_config: dict
         for name in names:
             os.replace(tmp / name, out / name)
         shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     return out
+
+
+def _is_peft(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)

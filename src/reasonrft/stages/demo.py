@@ -1,7 +1,8 @@
 """The demo: the whole Reason-RFT pipeline on one task, from nothing, on a CPU.
 
 Run: ``reasonrft demo [--out runs/demo] [key=value ...]``. Steps:
-1. build the nano model (``model init``);
+1. start from the base model shipped in the package (``reasonrft/base``), or, where the
+   package has none, build a fresh nano model (``model init``);
 2. generate the training set and every test split as dataset directories;
 3. evaluate the untrained model;
 4. stage 1, CoT-SFT (reasoning activation), then evaluate;
@@ -29,7 +30,7 @@ class DemoConfig:
     stage = "demo"
     out: str = "runs/demo"
     task: str = "counting"
-    model: str = ""  # start from this model directory; empty: build a fresh nano model
+    model: str = ""  # start from this model directory; empty: the shipped base, else a fresh nano model
     size: str = "nano"
     seed: int = 0
     n_train: int = 2000
@@ -61,7 +62,9 @@ def run(config: DemoConfig) -> dict:
 
     # 1-2. model and data
     t0 = time.time()
-    base = Path(config.model) if config.model else modeling.init_model(config.size, out / "model-init", seed=config.seed)
+    fresh = not config.model and modeling.shipped_base() is None  # its vision tower is untrained
+    base = Path(config.model) if config.model else (modeling.shipped_base() or modeling.init_model(config.size, out / "model-init", seed=config.seed))
+    print(f"[demo] starting from {'a freshly built nano model' if fresh else base}", flush=True)
     train_dir = data.write_dataset(out / "data" / task.train_split, data.generate_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
     for split in task.test_splits:
         data.write_dataset(out / "data" / split, data.generate_records(task, split, config.n_eval, config.seed), {"task": task.name, "split": split, "seed": config.seed})
@@ -78,7 +81,7 @@ def run(config: DemoConfig) -> dict:
 
     # 4. stage 1: CoT-SFT
     t0 = time.time()
-    sft_cfg = build(sft.SFTStageConfig, dict(model=str(base), output_dir=str(out / "cot-sft"), task=task.name, data=str(train_dir), paradigm="cot", num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=not _fresh(config), seed=config.seed, save_steps=10_000))
+    sft_cfg = build(sft.SFTStageConfig, dict(model=str(base), output_dir=str(out / "cot-sft"), task=task.name, data=str(train_dir), paradigm="cot", num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=not fresh, seed=config.seed, save_steps=10_000))
     sft_dir = sft.run(sft_cfg)
     lap("CoT-SFT", t0)
     results["CoT-SFT"] = evaluate_model(sft_dir, "cot-sft")
@@ -103,8 +106,3 @@ def run(config: DemoConfig) -> dict:
     if curves:
         print(f"GRPO training curves: {curves}")
     return results
-
-
-def _fresh(config: DemoConfig) -> bool:
-    """A freshly built model has an untrained vision tower, which SFT must then train too."""
-    return not config.model

@@ -179,12 +179,16 @@ def rescore_predictions(path: str, task_name: str) -> dict[str, Any]:
         records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as e:
         raise UserError(f"{p}: not valid JSON / JSON lines (line {e.lineno}: {e.msg})") from None
+    from reasonrft.official import official_split
+
+    known = official_split(p)  # an official file name (e.g. trance-left.json) names its split
+    default_split = known[1] if known and known[0] == task.name else "all"
     rows = []
     for i, rec in enumerate(records):
         if not isinstance(rec, dict) or "pred" not in rec or ("answer" not in rec and "solution" not in rec):
             raise UserError(f"{p}: record {i}: needs 'pred' and 'answer' (or 'solution') fields")
         answer = str(rec.get("answer", rec.get("solution")))
         pred = str(rec["pred"])
-        rows.append({"id": rec.get("id", i), "split": rec.get("split", "all"), "answer": answer, "pred": pred, "score": task.score(pred, answer), "format": rewards.format_score(pred), "groups": list(task.groups(rewards.extract_answer(answer)))})
+        rows.append({"id": rec.get("id", i), "split": rec.get("split", default_split), "answer": answer, "pred": pred, "score": task.score(pred, answer), "format": rewards.format_score(pred), "groups": list(task.groups(rewards.extract_answer(answer)))})
     splits = sorted({r["split"] for r in rows})
     return summarize(task, rows, splits)

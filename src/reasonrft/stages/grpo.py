@@ -17,7 +17,7 @@ from reasonrft import data, modeling
 from reasonrft.config import to_dict
 from reasonrft.errors import UserError
 from reasonrft.rewards import REWARDS
-from reasonrft.stages.common import freeze_vision, on_gpu, resume_checkpoint, save_final, trainer_common_args
+from reasonrft.stages.common import LORA_TARGETS, check_lora_fields, freeze_vision, lora_config, main_process_first, on_gpu, resume_checkpoint, save_final, trainer_common_args
 
 
 @dataclass
@@ -64,8 +64,14 @@ class GRPOStageConfig:
     bf16: bool = True
     gradient_checkpointing: bool = False
     resume: bool = False
+    lora: bool = False  # train a LoRA adapter (merged into the weights at save time)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # language-model layers only
 
     def __post_init__(self) -> None:
+        check_lora_fields(self)
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 (GRPO compares completions), got {self.num_generations}")
         if self.beta < 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
@@ -87,15 +93,16 @@ def run(config: GRPOStageConfig) -> Path:
     from trl import GRPOConfig, GRPOTrainer
 
     # setup
+    if config.use_vllm:
+        _check_vllm()  # before any loading: fail at once
     processor = modeling.load_processor(config.model)
-    task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
+    with main_process_first():  # one process generates OUT/data, the others then read it
+        task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
     train_set = data.to_hf_dataset(data.grpo_rows(task, records))
     weights = config.rewards or {"format": 1.0, task.accuracy_reward: 1.0}
     model = modeling.load_model(config.model)
     if config.freeze_vision:
         freeze_vision(model)
-    if config.use_vllm:
-        _check_vllm()
     args = GRPOConfig(
         **trainer_common_args(config),
         num_generations=config.num_generations,
@@ -122,6 +129,7 @@ def run(config: GRPOStageConfig) -> Path:
         args=args,
         train_dataset=train_set,
         processing_class=processor,
+        peft_config=lora_config(config),
     )
     trainer.train(resume_from_checkpoint=resume_checkpoint(config.output_dir, config.resume))
 

@@ -8,12 +8,12 @@ tower has never been trained (a fresh ``model init``) wants ``freeze_vision=fals
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonrft import data, modeling
 from reasonrft.config import to_dict
-from reasonrft.stages.common import freeze_vision, resume_checkpoint, save_final, trainer_common_args
+from reasonrft.stages.common import LORA_TARGETS, check_lora_fields, freeze_vision, lora_config, main_process_first, resume_checkpoint, save_final, trainer_common_args
 
 
 @dataclass
@@ -46,8 +46,14 @@ class SFTStageConfig:
     bf16: bool = True  # on a GPU only
     gradient_checkpointing: bool = False
     resume: bool = False
+    lora: bool = False  # train a LoRA adapter (merged into the weights at save time)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # language-model layers only
 
     def __post_init__(self) -> None:
+        check_lora_fields(self)
         if self.paradigm not in ("cot", "answer"):
             raise ValueError(f"paradigm must be 'cot' or 'answer', got {self.paradigm!r}")
         if self.learning_rate <= 0:
@@ -63,7 +69,8 @@ def run(config: SFTStageConfig) -> Path:
 
     # setup
     processor = modeling.load_processor(config.model)
-    task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
+    with main_process_first():  # one process generates OUT/data, the others then read it
+        task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
     train_set = data.to_hf_dataset(data.sft_rows(task, records, config.paradigm))
     model = modeling.load_model(config.model)
     if config.freeze_vision:
@@ -71,7 +78,7 @@ def run(config: SFTStageConfig) -> Path:
     args = SFTConfig(**trainer_common_args(config), max_length=None, completion_only_loss=True, remove_unused_columns=False)
 
     # train
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=processor)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=processor, peft_config=lora_config(config))
     trainer.train(resume_from_checkpoint=resume_checkpoint(config.output_dir, config.resume))
 
     # save
