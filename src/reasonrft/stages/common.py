@@ -5,10 +5,58 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reasonrft.errors import UserError
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+"""Default LoRA targets: every linear layer of Qwen2-VL's language model."""
+
+
+@dataclass(kw_only=True)
+class TrainingConfig:
+    """Fields every training stage shares (inputs, data, optimisation, logging, LoRA), declared
+    once. A stage config subclasses it to add its own fields and to restate the defaults it
+    changes (plain dataclass field inheritance: the one place this project subclasses)."""
+
+    model: str  # a model directory: ours, or a local Qwen2-VL / Qwen2.5-VL checkpoint
+    output_dir: str
+    task: str = "counting"
+    data: str = ""  # a dataset directory; empty: generate n_train items of the train split
+    n_train: int = 1000
+    data_offset: int = 0  # skip this many records (Reason-RFT's stage-2 remainder starts at 1600)
+    data_limit: int = 0  # keep at most this many (0: all); Reason-RFT's stage 1 uses 1600
+    seed: int = 0
+    learning_rate: float = 5e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    num_train_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    gradient_accumulation_steps: int = 1
+    freeze_vision: bool = True  # freeze the vision tower and projector
+    logging_steps: int = 5
+    save_steps: int = 500
+    bf16: bool = True  # on a GPU only
+    gradient_checkpointing: bool = False
+    resume: bool = False  # continue from the newest checkpoint-N in output_dir
+    lora: bool = False  # train a LoRA adapter (merged into the weights at save time)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # language-model layers only
+
+    def __post_init__(self) -> None:
+        check_lora_fields(self)
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.gradient_accumulation_steps < 1:
+            raise ValueError("gradient_accumulation_steps must be >= 1")
+        if self.n_train < 1:
+            raise ValueError(f"n_train must be >= 1, got {self.n_train}")
 
 
 def on_gpu() -> bool:
@@ -99,10 +147,6 @@ def check_lora_fields(config: Any) -> None:
         raise ValueError("need lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1")
     if config.lora and not config.lora_target_modules:
         raise ValueError("lora=true needs at least one name in lora_target_modules")
-
-
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-"""Default LoRA targets: every linear layer of Qwen2-VL's language model."""
 
 
 def save_final(trainer: Any, processor: Any, output_dir: str, stage_config: dict) -> Path:

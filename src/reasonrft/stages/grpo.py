@@ -17,11 +17,11 @@ from reasonrft import data, modeling
 from reasonrft.config import to_dict
 from reasonrft.errors import UserError
 from reasonrft.rewards import REWARDS
-from reasonrft.stages.common import LORA_TARGETS, check_lora_fields, freeze_vision, lora_config, main_process_first, on_gpu, resume_checkpoint, save_final, trainer_common_args
+from reasonrft.stages.common import TrainingConfig, freeze_vision, lora_config, main_process_first, on_gpu, resume_checkpoint, save_final, trainer_common_args
 
 
-@dataclass
-class GRPOStageConfig:
+@dataclass(kw_only=True)
+class GRPOStageConfig(TrainingConfig):
     """GRPO. Paper values (section 6): G=8, beta=0.04 (k3 KL), lr 1e-6 with linear decay,
     temperature 0.9, top_p 0.9, top_k 50, max 512 completion tokens, one update per batch,
     loss averaged per sequence then over sequences (TRL ``loss_type="grpo"``), whole model
@@ -29,14 +29,6 @@ class GRPOStageConfig:
     the nano model; recipes for real models set the paper's values."""
 
     stage = "grpo"
-    model: str
-    output_dir: str
-    task: str = "counting"
-    data: str = ""
-    n_train: int = 1000
-    data_offset: int = 0
-    data_limit: int = 0
-    seed: int = 0
     rewards: dict[str, float] = field(default_factory=dict)  # empty: {format: 1, <task accuracy>: 1}
     num_generations: int = 8
     beta: float = 0.04
@@ -47,31 +39,19 @@ class GRPOStageConfig:
     loss_type: str = "grpo"
     scale_rewards: str = "group"
     epsilon: float = 0.2
+    prompts_per_device: int = 2  # prompts per micro-batch; completions = prompts * num_generations
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    log_completions: bool = False
+    # defaults that differ from SFT
     learning_rate: float = 2e-5
     lr_scheduler_type: str = "linear"
     warmup_steps: int = 0
     weight_decay: float = 0.0
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    prompts_per_device: int = 2  # prompts per micro-batch; completions = prompts * num_generations
-    gradient_accumulation_steps: int = 1
-    freeze_vision: bool = False
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"
-    log_completions: bool = False
-    logging_steps: int = 5
-    save_steps: int = 500
-    bf16: bool = True
-    gradient_checkpointing: bool = False
-    resume: bool = False
-    lora: bool = False  # train a LoRA adapter (merged into the weights at save time)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # language-model layers only
+    freeze_vision: bool = False  # the paper trains the whole model in GRPO
 
     def __post_init__(self) -> None:
-        check_lora_fields(self)
+        super().__post_init__()
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 (GRPO compares completions), got {self.num_generations}")
         if self.beta < 0 or self.temperature <= 0 or not 0 < self.top_p <= 1:
