@@ -13,7 +13,7 @@ import pytest
 from reasonrft import rewards
 from reasonrft.tasks import PROMPT_STYLES, get_task, task_names
 
-TASKS = task_names()
+TASKS = task_names(include_pretraining=True)  # every registered family, the pretraining one too
 SPLITS = [(t, s) for t in TASKS for s in get_task(t).splits]
 
 
@@ -71,12 +71,14 @@ def test_gold_scores_one_and_a_perturbed_answer_scores_less(task, split):
 
 def _perturb(answer: str) -> str:
     """A different answer of the same kind: a number off by a lot, another letter, a
-    program with one call dropped or its value changed."""
+    program with one call dropped or its value changed; any other text, lengthened."""
     if answer.strip().lstrip("-").replace(".", "", 1).isdigit():
         return str(round(float(answer) * 3 + 7, 2))
     if answer in ("A", "B", "C", "D"):
         return "ABCD"[("ABCD".index(answer) + 1) % 4]
     calls = rewards.parse_calls(answer)
+    if not calls:
+        return answer + " extra"
     if len(calls) > 1:
         return "\n".join(f"{f}({o}, {v})" for f, o, v in calls[1:])
     f, o, v = calls[0]
@@ -105,7 +107,7 @@ def test_no_answer_above_a_quarter_of_a_split(task, split):
 def test_prompts_images_and_meta(task):
     t = get_task(task)
     s = t.sample(t.train_split, 0)
-    assert len(s.images) == t.num_images
+    assert len(s.images) == t.num_images or (t.pretraining and 1 <= len(s.images) <= t.num_images)
     assert all(img.mode == "RGB" for img in s.images)
     json.dumps(dict(s.meta))
     for style in PROMPT_STYLES:

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = _stage_parser(sub, "demo", "the whole pipeline on visual counting, from nothing, with a results table")
     demo.add_argument("--out", default="runs/demo")
+    pretrain = _stage_parser(sub, "pretrain", "pretrain the nano base model from scratch on generic perception data")
+    pretrain.add_argument("--out", help="output model directory (the config key out)")
     compare = _stage_parser(sub, "compare", "the five paradigms on one task: table, curves and bar chart")
     compare.add_argument("--task")
     compare.add_argument("--out")
@@ -222,6 +224,17 @@ def _demo(args) -> None:
     demo.run(config)
 
 
+def _pretrain(args) -> None:
+    import json
+
+    from reasonrft.config import load_config
+    from reasonrft.stages import pretrain
+
+    overrides = list(args.overrides) + ([f"out={json.dumps(args.out)}"] if args.out else [])  # a JSON string is a YAML string
+    out = pretrain.run(load_config(pretrain.PretrainConfig, args.config, overrides))
+    print(f"base model written to {out} (config: {out / pretrain.CONFIG_FILE})")
+
+
 def _experiment(kind: str) -> Callable:
     def command(args) -> None:
         from reasonrft.config import load_config
@@ -247,6 +260,7 @@ COMMANDS: dict[tuple[str, str | None], Callable] = {
     ("grpo", None): _stage("grpo", "GRPOStageConfig", _resume_flag),
     ("eval", None): _eval,
     ("demo", None): _demo,
+    ("pretrain", None): _pretrain,
     ("compare", None): _experiment("compare"),
     ("sweep", None): _experiment("sweep"),
 }

@@ -149,6 +149,18 @@ def check_lora_fields(config: Any) -> None:
         raise ValueError("lora=true needs at least one name in lora_target_modules")
 
 
+def weights_source(config: Any, checkpoint: str | None) -> str:
+    """Where the model's weights come from: the checkpoint when resuming a full fine-tune.
+
+    The Trainer's own checkpoint loading would restore optimizer, scheduler and step but not
+    the weights of a Qwen2-VL model: checkpoints are written with the legacy key names
+    (``model.layers.*``, ``visual.*``) that ``from_pretrained`` maps back and the Trainer's
+    non-strict loader silently skips. A LoRA checkpoint holds only the adapter, which the
+    Trainer restores itself, so the base weights then still come from ``config.model``.
+    """
+    return checkpoint if checkpoint and not config.lora else config.model
+
+
 def save_final(trainer: Any, processor: Any, output_dir: str, stage_config: dict) -> Path:
     """Save model + processor into ``output_dir``; ``config.json`` is moved in last, so a
     directory with a ``config.json`` is always a complete model.

@@ -17,7 +17,7 @@ from reasonrft import data, modeling
 from reasonrft.config import to_dict
 from reasonrft.errors import UserError
 from reasonrft.rewards import REWARDS
-from reasonrft.stages.common import TrainingConfig, freeze_vision, lora_config, main_process_first, on_gpu, resume_checkpoint, save_final, trainer_common_args
+from reasonrft.stages.common import TrainingConfig, freeze_vision, lora_config, main_process_first, on_gpu, resume_checkpoint, save_final, weights_source, trainer_common_args
 
 
 @dataclass(kw_only=True)
@@ -80,7 +80,8 @@ def run(config: GRPOStageConfig) -> Path:
         task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
     train_set = data.to_hf_dataset(data.grpo_rows(task, records))
     weights = config.rewards or {"format": 1.0, task.accuracy_reward: 1.0}
-    model = modeling.load_model(config.model)
+    checkpoint = resume_checkpoint(config.output_dir, config.resume)
+    model = modeling.load_model(weights_source(config, checkpoint))
     if config.freeze_vision:
         freeze_vision(model)
     args = GRPOConfig(
@@ -111,7 +112,7 @@ def run(config: GRPOStageConfig) -> Path:
         processing_class=processor,
         peft_config=lora_config(config),
     )
-    trainer.train(resume_from_checkpoint=resume_checkpoint(config.output_dir, config.resume))
+    trainer.train(resume_from_checkpoint=checkpoint)
 
     # save
     stage = {"stage": "grpo", **to_dict(config), "rewards": weights, "records": len(records), "device": "cuda" if on_gpu() else "cpu"}

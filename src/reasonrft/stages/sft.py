@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reasonrft import data, modeling
 from reasonrft.config import to_dict
-from reasonrft.stages.common import TrainingConfig, freeze_vision, lora_config, main_process_first, resume_checkpoint, save_final, trainer_common_args
+from reasonrft.stages.common import TrainingConfig, freeze_vision, lora_config, main_process_first, resume_checkpoint, save_final, weights_source, trainer_common_args
 
 
 @dataclass(kw_only=True)
@@ -43,14 +43,15 @@ def run(config: SFTStageConfig) -> Path:
     with main_process_first():  # one process generates OUT/data, the others then read it
         task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
     train_set = data.to_hf_dataset(data.sft_rows(task, records, config.paradigm))
-    model = modeling.load_model(config.model)
+    checkpoint = resume_checkpoint(config.output_dir, config.resume)
+    model = modeling.load_model(weights_source(config, checkpoint))
     if config.freeze_vision:
         freeze_vision(model)
     args = SFTConfig(**trainer_common_args(config), max_length=None, completion_only_loss=True, remove_unused_columns=False)
 
     # train
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=processor, peft_config=lora_config(config))
-    trainer.train(resume_from_checkpoint=resume_checkpoint(config.output_dir, config.resume))
+    trainer.train(resume_from_checkpoint=checkpoint)
 
     # save
     return save_final(trainer, processor, config.output_dir, {"stage": "sft", **to_dict(config), "records": len(records)})

@@ -61,9 +61,12 @@ class Task:
         score: ``(completion, answer) -> float`` in [0, 1]: the evaluation scorer.
         groups: ``(answer) -> tuple[str, ...]``: breakdown keys for the evaluation summary
             (e.g. ``choice`` / ``non-choice``, ``L1`` .. ``L4``); empty for none.
-        num_images: images per problem (1, or 2 for before/after).
+        num_images: images per problem (1, or 2 for before/after); for a family that mixes
+            kinds (``perception``), the most a problem has.
         corpus: ``() -> list[str]``: extra text the tokenizer should know (value lists,
             rule text) beyond what generated samples contain.
+        pretraining: True for a family that only feeds the base model's pretraining
+            (``perception``): ``task_names()`` leaves it out of the reasoning tasks.
     """
 
     name: str
@@ -76,6 +79,7 @@ class Task:
     groups: Callable[[str], tuple[str, ...]] = lambda answer: ()
     num_images: int = 1
     corpus: Callable[[], list[str]] = lambda: []
+    pretraining: bool = False
 
     @property
     def train_split(self) -> str:
@@ -130,7 +134,8 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-def task_names() -> list[str]:
+def task_names(include_pretraining: bool = False) -> list[str]:
+    """The registered reasoning tasks; with ``include_pretraining``, the pretraining families too."""
     from reasonrft import tasks as _  # noqa: F401
 
-    return sorted(TASKS)
+    return sorted(name for name, task in TASKS.items() if include_pretraining or not task.pretraining)

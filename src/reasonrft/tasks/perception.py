@@ -1,0 +1,300 @@
+"""Generic perception (``perception``): the pretraining data of the nano base model.
+
+The paper starts from Qwen2-VL-Instruct, a model that can already see: it names objects,
+their colours and materials, reads labels off a diagram. This family plays that part for
+the nano model. It draws scenes with the three task families' own renderers and asks
+perception questions about them, never the tasks' own question types (no subtract/add
+programs, no geometry to solve, no transformation programs). Four kinds, equally likely:
+
+- ``describe``: a counting-style scene of 2 to 5 objects, listed left to right with their
+  attributes and coarse place (left / middle / right, back / front), after the total.
+- ``attribute``: a counting-style scene of 3 to 10 objects; the colour, shape, material or
+  size of an object named by a phrase that picks it out alone ("What color is the large
+  metal cylinder?"), or, a minority, how many objects (of one attribute value) there are.
+- ``diagram``: a geometry diagram from the structure family's figure builders (in-domain
+  families and style only, so its domain-shift split stays unseen; never a structure
+  ``test-id`` figure): the point labels, the numbers written on it, or the shape drawn.
+- ``two_images``: the transformation family's before/after pair from the centre camera;
+  each image described, objects left to right.
+
+Answers are short (well under 60 tokens) and come from the symbolic scene, never from
+pixels. Splits ``train`` and ``test``: a scene belongs to ``test`` iff its key hashes to 0
+modulo ``holdout_modulus``, so the two never share a scene. Prompts: ``answer`` and
+``zero-shot`` are the bare question (pretraining uses ``answer``); ``cot`` appends the
+standard think/answer instruction so the family keeps the registry's prompt contract.
+
+Anatomy: ``PerceptionConfig`` -> one generator per kind (scene -> render -> question ->
+answer) -> ``generate`` -> ``prompt`` / ``score`` -> ``TASK`` (``pretraining=True``: not a
+reasoning task, so the experiments and the training tests leave it out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from dataclasses import dataclass, replace
+
+from reasonrft import rewards
+from reasonrft.tasks import counting, structure, transformation
+from reasonrft.tasks.base import Sample, Task, register
+
+SPLITS = ("train", "test")
+KINDS = ("describe", "attribute", "diagram", "two_images")
+# attribute-question types and their weights: counts are kept a minority (< 1/4 of the kind)
+QUESTION_WEIGHTS = {"color": 3, "shape": 2, "material": 1, "size": 1, "count": 1, "count_filtered": 1}
+DESCRIBE_QUESTION = "Describe the objects in the image."
+TWO_IMAGES_QUESTION = "Describe each of the two images."
+DIAGRAM_QUESTIONS = {
+    "labels": "What are the labels of the points?",
+    "numbers": "What numbers are written in the diagram?",
+    "shape": "What shape is drawn?",
+}
+GEOMETRY_FAMILIES = structure.ID_FAMILIES  # the held-out families stay unseen, like the domain shift
+SHAPE_NAMES = {  # (family, kind) -> the figure drawn; kind None: any kind of the family
+    ("triangle_angles", None): "triangle",
+    ("isosceles", None): "isosceles triangle",
+    ("parallel_lines", None): "two parallel lines and a transversal",
+    ("pythagoras", None): "right triangle",
+    ("circle_angles", None): "circle",
+    ("circle_measure", None): "circle",
+    ("area", "triangle_area"): "triangle",
+    ("area", None): "rectangle",
+    ("exterior_angle", None): "triangle",
+    ("trapezoid", None): "trapezoid",
+    ("similar_triangles", None): "two triangles",
+}
+COT_INSTRUCTION = "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    """Knobs of the perception family."""
+
+    image_size: int = 224
+    describe_min_objects: int = 2
+    describe_max_objects: int = 5  # a description lists every object: keep it short
+    attribute_min_objects: int = 3
+    attribute_max_objects: int = 10
+    two_images_max_objects: int = 4
+    holdout_modulus: int = 10  # 1 in this many scene keys belongs to the test split
+
+    def __post_init__(self) -> None:
+        if not 128 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be in [128, 1024], got {self.image_size}")
+        if not 1 <= self.describe_min_objects <= self.describe_max_objects <= 8:
+            raise ValueError("need 1 <= describe_min_objects <= describe_max_objects <= 8")
+        if not 2 <= self.attribute_min_objects <= self.attribute_max_objects <= 12:
+            raise ValueError("need 2 <= attribute_min_objects <= attribute_max_objects <= 12")
+        if not 2 <= self.two_images_max_objects <= 6:
+            raise ValueError(f"two_images_max_objects must be in [2, 6], got {self.two_images_max_objects}")
+        if not 2 <= self.holdout_modulus <= 1000:
+            raise ValueError(f"holdout_modulus must be in [2, 1000], got {self.holdout_modulus}")
+
+
+def scene_key(kind: str, content: object) -> str:
+    return hashlib.blake2b(repr((kind, content)).encode(), digest_size=8).hexdigest()
+
+
+def in_split(key: str, split: str, config: PerceptionConfig) -> bool:
+    return (int(key, 16) % config.holdout_modulus == 0) == (split == "test")
+
+
+def join(parts: list[str]) -> str:
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- counting-style scenes
+
+
+def place(obj: counting.Obj) -> str:
+    """Coarse place in the image: back/front (z far to near), left/middle/right."""
+    across = "left" if obj.x < -1 / 3 else "right" if obj.x > 1 / 3 else "middle"
+    return f"{'front' if obj.z >= 0.5 else 'back'} {across}"
+
+
+def clear_of_borders(obj: counting.Obj) -> bool:
+    """Far enough from the place borders that the coarse place is plain to see."""
+    return min(abs(obj.x + 1 / 3), abs(obj.x - 1 / 3)) > 0.08 and abs(obj.z - 0.5) > 0.06
+
+
+def object_name(obj) -> str:
+    return f"{obj.size} {obj.color} {obj.material} {obj.shape}"
+
+
+def sample_counting_scene(config: PerceptionConfig, split: str, rng: random.Random, lo: int, hi: int, kind: str, clear: bool = False) -> tuple[list[counting.Obj], str]:
+    """A counting-family scene of the split (plain style, in-domain shapes) and its key."""
+    while True:
+        scene = counting.sample_scene(rng, rng.randint(lo, hi), counting.SHAPES, config.image_size)
+        key = scene_key(kind, scene)
+        if in_split(key, split, config) and (not clear or all(clear_of_borders(o) for o in scene)):
+            return scene, key
+
+
+def describe(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
+    scene, key = sample_counting_scene(config, split, rng, config.describe_min_objects, config.describe_max_objects, "describe", clear=True)
+    ordered = sorted(scene, key=lambda o: o.x)
+    n = len(scene)
+    answer = f"{n} object{'s' if n != 1 else ''}: " + "; ".join(f"{object_name(o)}, {place(o)}" for o in ordered)
+    image = counting.render(scene, config.image_size, "plain")
+    return (image,), DESCRIBE_QUESTION, answer, {"scene_key": key, "objects": [_counting_dict(o) for o in scene]}
+
+
+def identifying_filter(rng: random.Random, scene: list[counting.Obj], target: counting.Obj, asked: str) -> tuple[tuple[str, str], ...] | None:
+    """The fewest attributes (other than ``asked``) that match ``target`` and nothing else."""
+    others = [a for a in counting.ATTRIBUTES if a != asked]
+    for k in range(1, len(others) + 1):
+        subsets = list(itertools.combinations(others, k))
+        rng.shuffle(subsets)
+        for subset in subsets:
+            flt = tuple((a, target.get(a)) for a in counting.ATTRIBUTES if a in subset)
+            if sum(counting.matches(o, flt) for o in scene) == 1:
+                return flt
+    return None
+
+
+def attribute(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
+    qtype = rng.choices(list(QUESTION_WEIGHTS), weights=list(QUESTION_WEIGHTS.values()))[0]
+    while True:
+        scene, key = sample_counting_scene(config, split, rng, config.attribute_min_objects, config.attribute_max_objects, "attribute")
+        meta = {"scene_key": key, "question": qtype, "objects": [_counting_dict(o) for o in scene]}
+        if qtype == "count":
+            question, answer = "How many objects are there?", str(len(scene))
+            break
+        if qtype == "count_filtered":
+            name = rng.choice(counting.ATTRIBUTES)
+            value = rng.choice(scene).get(name) if rng.random() < 0.8 else rng.choice(_values(name))
+            flt = ((name, value),)
+            question = f"How many {counting.phrase(flt, plural=True)} are there?"
+            answer = str(sum(counting.matches(o, flt) for o in scene))
+            meta["filter"] = [list(f) for f in flt]
+            break
+        order = list(range(len(scene)))
+        rng.shuffle(order)
+        found = next(((i, f) for i in order if (f := identifying_filter(rng, scene, scene[i], qtype)) is not None), None)
+        if found is None:
+            continue  # no object can be named alone without the asked attribute: another scene
+        index, flt = found
+        question = f"What {qtype} is the {counting.phrase(flt, plural=False)}?"
+        answer = scene[index].get(qtype)
+        meta.update(target=index, filter=[list(f) for f in flt])
+        break
+    return (counting.render(scene, config.image_size, "plain"),), question, answer, meta
+
+
+def _values(attribute_name: str) -> tuple[str, ...]:
+    return {"shape": counting.SHAPES, "color": counting.COLORS, "size": counting.SIZES, "material": counting.MATERIALS}[attribute_name]
+
+
+def _counting_dict(obj: counting.Obj) -> dict:
+    return {"shape": obj.shape, "color": obj.color, "size": obj.size, "material": obj.material, "x": obj.x, "z": obj.z, "place": place(obj)}
+
+
+# --------------------------------------------------------------------------- geometry diagrams
+
+
+def shape_name(family: str, kind: str) -> str:
+    return SHAPE_NAMES.get((family, kind)) or SHAPE_NAMES[(family, None)]
+
+
+def diagram(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
+    """A structure-family figure with some of its givens drawn; a question about what is drawn."""
+    qtype = rng.choice(tuple(DIAGRAM_QUESTIONS))
+    holdout = structure.StructureConfig().holdout_modulus
+    while True:
+        family = rng.choice(GEOMETRY_FAMILIES)
+        problem = structure.BUILDERS[family](rng)
+        if int(structure.problem_key(problem), 16) % holdout == 0:
+            continue  # that figure belongs to the structure family's test-id split
+        drawable = [g for g in problem.givens if g.drawable]
+        drawn = [g for g in drawable if rng.random() < 0.7] or drawable[:1]
+        mirror = rng.random() < 0.5
+        mark_x = problem.target.drawable and rng.random() < 0.3
+        key = scene_key("diagram", (family, problem.kind, sorted(problem.figure.points.items()), [(g.measure, g.value) for g in drawn], mark_x, mirror))
+        if in_split(key, split, config) and (drawn or qtype != "numbers"):
+            break
+    figure = problem.figure
+    numbers = [structure.num(g.value) for g in drawn]
+    for given, text in zip(drawn, numbers):
+        structure.draw_value(figure, given, text)
+    if mark_x:
+        structure.draw_value(figure, problem.target, "x")
+    labels = sorted(p for p in figure.points if p not in figure.unlabeled)
+    answers = {
+        "labels": join(labels),
+        "numbers": join(sorted(numbers, key=float)),
+        "shape": shape_name(family, problem.kind),
+    }
+    image = structure.render(figure, config.image_size, replace(structure.ID_STYLE, mirror=mirror))
+    meta = {"scene_key": key, "question": qtype, "family": family, "figure_kind": problem.kind, "labels": labels, "numbers": numbers, "shape": answers["shape"]}
+    return (image,), DIAGRAM_QUESTIONS[qtype], answers[qtype], meta
+
+
+# --------------------------------------------------------------------------- two images
+
+
+def left_to_right(scene: transformation.Scene, config: transformation.TransformationConfig) -> list[transformation.Obj]:
+    """The objects in the order the centre camera sees them from left to right."""
+    view, size = config.camera("centre"), config.image_size
+    boxes = [transformation.camera.screen_box(view, s, size) for s in transformation.solids(scene)]
+    return [obj for _, obj in sorted(zip(boxes, scene), key=lambda pair: (pair[0][0] + pair[0][2]) / 2)]
+
+
+def two_images(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
+    """A transformation-family before/after pair (centre camera), each image described."""
+    tconfig = transformation.TransformationConfig(image_size=config.image_size, min_objects=2, max_objects=config.two_images_max_objects, max_steps=2)
+    while True:
+        sample = transformation.generate(tconfig, "train", rng, "")
+        key = scene_key("two_images", (sample.meta["initial"], sample.meta["final"]))
+        if in_split(key, split, config):
+            break
+    scenes = [transformation.scene_from_meta(sample.meta[state]) for state in ("initial", "final")]
+    answer = " ".join(f"Image {k}: " + join([object_name(o) for o in left_to_right(s, tconfig)]) + "." for k, s in enumerate(scenes, 1))
+    return sample.images, TWO_IMAGES_QUESTION, answer, {"scene_key": key, "initial": sample.meta["initial"], "final": sample.meta["final"]}
+
+
+# --------------------------------------------------------------------------- sample, prompt
+
+
+GENERATORS = {"describe": describe, "attribute": attribute, "diagram": diagram, "two_images": two_images}
+
+
+def generate(config: PerceptionConfig, split: str, rng: random.Random, sample_id: str) -> Sample:
+    kind = rng.choice(KINDS)
+    images, problem, answer, meta = GENERATORS[kind](config, split, rng)
+    return Sample(id=sample_id, images=tuple(images), problem=problem, cot="", answer=answer, meta={"kind": kind, **meta})
+
+
+def prompt(problem: str, answer: str, style: str) -> str:
+    """The bare question for ``answer`` and ``zero-shot``; ``cot`` adds the think/answer instruction."""
+    return f"{problem} {COT_INSTRUCTION}" if style == "cot" else problem
+
+
+def score(text: str, answer: str) -> float:
+    """Exact match of the stripped answer (block or whole text). No math_verify fallback: it
+    would equate two descriptions that merely start with the same count."""
+    return 1.0 if rewards.extract_answer(text) == rewards.extract_answer(answer) else 0.0
+
+
+def corpus() -> list[str]:
+    """Fixed text of the family: every question template and attribute value."""
+    values = counting.SHAPES + counting.COLORS + counting.SIZES + counting.MATERIALS + transformation.SIZES + transformation.MATERIALS
+    places = [f"{d} {a}" for d in ("back", "front") for a in ("left", "middle", "right")]
+    return [DESCRIBE_QUESTION, TWO_IMAGES_QUESTION, COT_INSTRUCTION, *DIAGRAM_QUESTIONS.values(), "How many objects are there?",
+            *(f"What {q} is the object?" for q in ("color", "shape", "material", "size")), " ".join(values), "; ".join(places), *sorted(set(SHAPE_NAMES.values()))]
+
+
+TASK = register(
+    Task(
+        name="perception",
+        splits=SPLITS,
+        config_cls=PerceptionConfig,
+        generate=generate,
+        prompt=prompt,
+        accuracy_reward="accuracy",
+        score=score,
+        num_images=2,  # the most: only the two_images kind has two
+        corpus=corpus,
+        pretraining=True,
+    )
+)
