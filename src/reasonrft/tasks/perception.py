@@ -4,8 +4,11 @@ The paper starts from Qwen2-VL-Instruct, a model that can already see: it names 
 their colours and materials, reads labels off a diagram. This family plays that part for
 the nano model. It draws scenes with the three task families' own renderers and asks
 perception questions about them, never the tasks' own question types (no subtract/add
-programs, no geometry to solve, no transformation programs). Four kinds, equally likely:
+programs, no geometry to solve, no transformation programs). Five kinds, equally likely:
 
+- ``single``: one object alone; its colour, shape or material. The easy rung of the
+  curriculum: a model trained from scratch learns to read pixels here first (attribute
+  questions about one object among many stayed at chance without it).
 - ``describe``: a counting-style scene of 2 to 5 objects, listed left to right with their
   attributes and coarse place (left / middle / right, back / front), after the total.
 - ``attribute``: a counting-style scene of 3 to 10 objects; the colour, shape, material or
@@ -40,7 +43,8 @@ from reasonrft.tasks import counting, structure, transformation
 from reasonrft.tasks.base import Sample, Task, register
 
 SPLITS = ("train", "test")
-KINDS = ("describe", "attribute", "diagram", "two_images")
+KINDS = ("single", "describe", "attribute", "diagram", "two_images")
+SINGLE_WEIGHTS = {"color": 3, "shape": 2, "material": 1}  # size needs a reference object
 # attribute-question types and their weights: counts are kept a minority (< 1/4 of the kind)
 QUESTION_WEIGHTS = {"color": 3, "shape": 2, "material": 1, "size": 1, "count": 1, "count_filtered": 1}
 DESCRIBE_QUESTION = "Describe the objects in the image."
@@ -138,6 +142,13 @@ def describe(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[
     answer = f"{n} object{'s' if n != 1 else ''}: " + "; ".join(f"{object_name(o)}, {place(o)}" for o in ordered)
     image = counting.render(scene, config.image_size, "plain")
     return (image,), DESCRIBE_QUESTION, answer, {"scene_key": key, "objects": [_counting_dict(o) for o in scene]}
+
+
+def single(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
+    qtype = rng.choices(list(SINGLE_WEIGHTS), weights=list(SINGLE_WEIGHTS.values()))[0]
+    scene, key = sample_counting_scene(config, split, rng, 1, 1, "single", clear=True)
+    meta = {"scene_key": key, "question": qtype, "objects": [_counting_dict(o) for o in scene]}
+    return (counting.render(scene, config.image_size, "plain"),), f"What {qtype} is the object?", scene[0].get(qtype), meta
 
 
 def identifying_filter(rng: random.Random, scene: list[counting.Obj], target: counting.Obj, asked: str) -> tuple[tuple[str, str], ...] | None:
@@ -256,7 +267,7 @@ def two_images(config: PerceptionConfig, split: str, rng: random.Random) -> tupl
 # --------------------------------------------------------------------------- sample, prompt
 
 
-GENERATORS = {"describe": describe, "attribute": attribute, "diagram": diagram, "two_images": two_images}
+GENERATORS = {"single": single, "describe": describe, "attribute": attribute, "diagram": diagram, "two_images": two_images}
 
 
 def generate(config: PerceptionConfig, split: str, rng: random.Random, sample_id: str) -> Sample:
