@@ -112,13 +112,18 @@ def load_dataset(directory: str | os.PathLike, check_images: bool = True) -> lis
     base = path.parent
     if not path.is_file():
         raise UserError(f"{path}: dataset file not found (expected a directory with {DATA_FILE})")
+    return [parse_record(row, i, path, base, check_images) for i, row in enumerate(read_json_list(path))]
+
+
+def read_json_list(path: Path) -> list:
+    """A JSON file holding a list (of records), or one ``UserError`` line naming the problem."""
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     if not isinstance(rows, list):
         raise UserError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
-    return [parse_record(row, i, path, base, check_images) for i, row in enumerate(rows)]
+    return rows
 
 
 def parse_record(row: Any, index: int, path: Path, base: Path, check_images: bool = True) -> Record:

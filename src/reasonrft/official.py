@@ -180,12 +180,7 @@ def import_official(
 
 
 def _read_official_file(path: Path, root: Path, task: str, skip_bad: bool, report: ImportReport, progress: bool) -> list[data.Record]:
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    if not isinstance(rows, list):
-        raise UserError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+    rows = data.read_json_list(path)
     is_test = path.parent.name == "test_jsons"
     indices: Any = range(len(rows))
     if progress:

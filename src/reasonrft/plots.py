@@ -42,10 +42,7 @@ def training_curves(state_file: str | os.PathLike, out: str | os.PathLike, title
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _save(fig, out)
 
 
 def _pyplot():
@@ -58,10 +55,13 @@ def _pyplot():
 
 
 def _save(fig, out: str | os.PathLike) -> Path:
+    """Lay out, write atomically (a temporary file, then a rename) and close the figure."""
+    fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
+    _pyplot().close(fig)
     os.replace(tmp, out)
     return out
 
@@ -82,10 +82,7 @@ def accuracy_bars(rows: list[list], header: list[str], out: str | os.PathLike, t
     ax.grid(axis="y", alpha=0.3)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _save(fig, out)
 
 
 def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> Path:
@@ -115,7 +112,4 @@ def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> P
     axes[1].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = _save(fig, out)
-    plt.close(fig)
-    return path
+    return _save(fig, out)
