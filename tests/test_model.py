@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -101,3 +103,13 @@ def test_model_init_is_reproducible(tmp_path):
         out = modeling.init_model("nano", tmp_path / name, seed=0, corpus=corpus)
         digests.append(((out / "tokenizer.json").read_bytes(), (out / "model.safetensors").read_bytes()))
     assert digests[0] == digests[1]
+
+
+def test_starting_model_prefers_the_given_model_then_builds_once(nano_model, tmp_path):
+    assert modeling.starting_model(nano_model, tmp_path / "unused") == (Path(nano_model), False)
+    if modeling.shipped_base() is None:
+        built, fresh = modeling.starting_model("", tmp_path / "fresh")
+        assert fresh and (built / "config.json").is_file()
+        stamp = (built / "model.safetensors").stat().st_mtime_ns
+        assert modeling.starting_model("", tmp_path / "fresh") == (built, True)
+        assert (built / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt

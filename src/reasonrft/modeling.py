@@ -276,6 +276,20 @@ def shipped_base() -> Path | None:
     return path if (path / "config.json").is_file() and (path / "model.safetensors").is_file() else None
 
 
+def starting_model(model: str, fresh_dir: Path, size: str = "nano", seed: int = 0) -> tuple[Path, bool]:
+    """The model a pipeline starts from, and whether it is freshly built (vision tower untrained):
+    ``model`` when given, else the shipped base, else a new ``size`` model built at
+    ``fresh_dir`` (reused when a finished one is already there: ``init_model`` is reproducible)."""
+    if model:
+        return Path(model), False
+    shipped = shipped_base()
+    if shipped is not None:
+        return shipped, False
+    if not (Path(fresh_dir) / "config.json").is_file():
+        init_model(size, fresh_dir, seed=seed)
+    return Path(fresh_dir), True
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -50,7 +50,10 @@ class TrainingConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # language-model layers only
 
     def __post_init__(self) -> None:
-        check_lora_fields(self)
+        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+            raise ValueError("need lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1")
+        if self.lora and not self.lora_target_modules:
+            raise ValueError("lora=true needs at least one name in lora_target_modules")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.gradient_accumulation_steps < 1:
@@ -139,14 +142,6 @@ def lora_config(config: Any) -> Any:
         target_modules=rf".*language_model.*\.({names})",
         task_type="CAUSAL_LM",
     )
-
-
-def check_lora_fields(config: Any) -> None:
-    """Validation shared by the stage configs' ``__post_init__`` (raises ``ValueError``)."""
-    if config.lora_r < 1 or config.lora_alpha <= 0 or not 0 <= config.lora_dropout < 1:
-        raise ValueError("need lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1")
-    if config.lora and not config.lora_target_modules:
-        raise ValueError("lora=true needs at least one name in lora_target_modules")
 
 
 def weights_source(config: Any, checkpoint: str | None) -> str:

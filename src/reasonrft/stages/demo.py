@@ -62,8 +62,7 @@ def run(config: DemoConfig) -> dict:
 
     # 1-2. model and data
     t0 = time.time()
-    fresh = not config.model and modeling.shipped_base() is None  # its vision tower is untrained
-    base = Path(config.model) if config.model else (modeling.shipped_base() or modeling.init_model(config.size, out / "model-init", seed=config.seed))
+    base, fresh = modeling.starting_model(config.model, out / "model-init", config.size, config.seed)  # fresh: vision tower untrained
     print(f"[demo] starting from {'a freshly built nano model' if fresh else base}", flush=True)
     train_dir = data.write_dataset(out / "data" / task.train_split, data.generate_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
     for split in task.test_splits:

@@ -83,7 +83,7 @@ def run_compare(config: CompareConfig) -> dict:
     started = time.time()
     task = get_task(config.task)
     out = Path(config.out)
-    base = _base_model(config, out)
+    base, _ = modeling.starting_model(config.model, out / "base", "nano", config.seed)
     train_dir = out / "data" / task.train_split
     if not (train_dir / data.DATA_FILE).is_file():
         data.write_dataset(train_dir, data.generate_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
@@ -105,18 +105,6 @@ def run_compare(config: CompareConfig) -> dict:
     result = {"task": task.name, "base": str(base), "rows": rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
     _write_report(result, task, out)
     return result
-
-
-def _base_model(config: CompareConfig, out: Path) -> Path:
-    if config.model:
-        return Path(config.model)
-    shipped = modeling.shipped_base()
-    if shipped is not None:
-        return shipped
-    path = out / "base"
-    if not (path / "config.json").is_file():
-        modeling.init_model("nano", path, seed=config.seed)
-    return path
 
 
 def _train(paradigm: str, config: CompareConfig, task: Task, base: Path, train_dir: Path, out: Path):
