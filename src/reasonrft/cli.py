@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--size", default="nano", choices=["nano", "small"])
     init.add_argument("--out", required=True)
     init.add_argument("--seed", type=_positive_int, default=0)
+    ship = model.add_parser("ship", help="copy a `reasonrft pretrain` output into the package as the shipped base")
+    ship.add_argument("--from", dest="source", required=True, help="the pretraining output directory")
+    ship.add_argument("--to", dest="dest", help="another destination (default: the package's base folder)")
 
     dat = sub.add_parser("data", help="generate, show, import and export datasets").add_subparsers(dest="action", required=True)
     gen = dat.add_parser("generate", help="write N samples of a task split to DIR (official meta format)")
@@ -115,6 +118,12 @@ def _model_init(args) -> None:
 
     out = modeling.init_model(args.size, args.out, seed=args.seed)
     print(f"model written to {out}")
+
+
+def _model_ship(args) -> None:
+    from reasonrft.stages import pretrain
+
+    print(f"base shipped to {pretrain.ship(args.source, args.dest)}")
 
 
 def _data_generate(args) -> None:
@@ -252,6 +261,7 @@ def _experiment(kind: str) -> Callable:
 
 COMMANDS: dict[tuple[str, str | None], Callable] = {
     ("model", "init"): _model_init,
+    ("model", "ship"): _model_ship,
     ("data", "generate"): _data_generate,
     ("data", "show"): _data_show,
     ("data", "import"): _data_import,

@@ -87,7 +87,8 @@ def accuracy_bars(rows: list[list], header: list[str], out: str | os.PathLike, t
 
 def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> Path:
     """Accuracy vs training samples (log x), in-domain and domain-shift panels; zero-shot as a
-    dashed line, the stage-1 activation point as a star (the paper's figure)."""
+    dashed line, the stage-1 activation point as a star at the samples stage 1 saw (the
+    paper's figure). ``summary[budget][row]`` holds ``id``, ``ood`` and ``samples``."""
     plt = _pyplot()
     budgets = sorted(int(b) for b in summary)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -101,7 +102,7 @@ def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> P
         zero = [summary[str(b)]["zero-shot"][key] for b in budgets if "zero-shot" in summary[str(b)]]
         if zero:
             ax.axhline(zero[0], linestyle="--", color="gray", label="zero-shot")
-        stage1 = [(b, summary[str(b)]["stage1"][key]) for b in budgets if "stage1" in summary[str(b)]]
+        stage1 = [(summary[str(b)]["stage1"].get("samples", b), summary[str(b)]["stage1"][key]) for b in budgets if "stage1" in summary[str(b)]]  # at its own data share
         if stage1:
             ax.scatter([x for x, _ in stage1], [y for _, y in stage1], marker="*", s=120, color="black", label="stage 1 only", zorder=5)
         ax.set_xscale("log")

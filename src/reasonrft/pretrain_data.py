@@ -7,8 +7,9 @@ pairs; never the three tasks' own question types. Item ``idx`` of ``(split, seed
 from ``item_rng("perception", split, seed, idx)``, so any item can be rebuilt alone.
 
 ``pretrain_records(n, seed)`` gives the training mix as ``data.Record`` objects (PIL images,
-``problem`` the instruction, ``answer`` the target, no CoT); ``corpus()`` gives text for the
-tokenizer (``modeling.training_corpus`` picks it up).
+``problem`` the instruction, ``answer`` the whole target for answer-only SFT: the bare answer,
+or for the format items the ``<think>``/``<answer>``-tagged text; no CoT); ``corpus()`` gives
+text for the tokenizer (``modeling.training_corpus`` picks it up).
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Iterator
 
-from reasonrft.data import Record
+from reasonrft.data import Record, sft_target
 from reasonrft.tasks import get_task
+from reasonrft.tasks.base import Sample
 
 TASK_NAME = "perception"
 CORPUS_SAMPLES = 300
 
 
 def pretrain_records(n: int, seed: int = 0, split: str = "train", offset: int = 0) -> list[Record]:
-    """Items ``offset .. offset+n-1`` of the perception mix (the four kinds equally likely)."""
+    """Items ``offset .. offset+n-1`` of the perception mix (kinds drawn with ``PerceptionConfig.kind_weights``)."""
     return list(iter_pretrain_records(n, seed, split, offset))
 
 
@@ -35,7 +37,14 @@ def iter_pretrain_records(n: int, seed: int = 0, split: str = "train", offset: i
     task = get_task(TASK_NAME)
     for idx in range(offset, offset + n):
         sample = task.sample(split, idx, seed)
-        yield Record(sample.id, list(sample.images), sample.problem, sample.answer, None, TASK_NAME, dict(sample.meta))
+        yield Record(sample.id, list(sample.images), sample.problem, target(sample), None, TASK_NAME, dict(sample.meta))
+
+
+def target(sample: Sample) -> str:
+    """What the base learns to say: the answer, tagged with the thought for format items."""
+    if sample.meta.get("format"):
+        return sft_target(Record(sample.id, [], sample.problem, sample.answer, sample.cot), "cot")
+    return sample.answer
 
 
 def corpus() -> list[str]:

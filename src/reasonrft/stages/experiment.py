@@ -26,7 +26,7 @@ import csv
 import io
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reasonrft import data, modeling, plots
@@ -61,7 +61,7 @@ class CompareConfig:
     n_eval: int = 200
     sft_epochs: float = 1.0
     sft_learning_rate: float = 1e-3
-    freeze_vision: bool = True  # as the paper; a fresh (random) base needs false
+    freeze_vision: bool | None = None  # None: frozen as in the paper, unless the base is freshly built (random vision tower)
     grpo_steps: int = 100
     grpo_prompts: int = 2
     grpo_learning_rate: float = 2e-5
@@ -83,7 +83,9 @@ def run_compare(config: CompareConfig) -> dict:
     started = time.time()
     task = get_task(config.task)
     out = Path(config.out)
-    base, _ = modeling.starting_model(config.model, out / "base", "nano", config.seed)
+    base, fresh = modeling.starting_model(config.model, out / "base", "nano", config.seed)
+    if config.freeze_vision is None:
+        config = replace(config, freeze_vision=not fresh)
     train_dir = out / "data" / task.train_split
     if not (train_dir / data.DATA_FILE).is_file():
         data.write_dataset(train_dir, data.generate_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
@@ -182,7 +184,7 @@ def run_sweep(config: SweepConfig) -> dict:
         values = dict(config.compare, task=config.task, out=str(Path(config.out) / f"n{budget}"), n_train=budget)
         values.setdefault("stage1", min(1600, budget // 2))
         results[budget] = run_compare(build(CompareConfig, values, source="sweep"))
-    summary = {str(b): {name: {"id": row["splits"][get_task(config.task).test_splits[0]]["accuracy"], "ood": _ood(row, config.task)} for name, row in r["rows"].items()} for b, r in results.items()}
+    summary = {str(b): {name: {"id": row["splits"][get_task(config.task).test_splits[0]]["accuracy"], "ood": _ood(row, config.task), "samples": _samples(name, r["config"])} for name, row in r["rows"].items()} for b, r in results.items()}
     atomic_write_json(Path(config.out) / "sweep.json", summary)
     plots.data_efficiency(summary, Path(config.out) / "data_efficiency.png", title=f"{config.task}: accuracy vs training samples")
     return summary
@@ -191,3 +193,8 @@ def run_sweep(config: SweepConfig) -> dict:
 def _ood(row: dict, task_name: str) -> float:
     splits = get_task(task_name).test_splits[1:]
     return round(sum(row["splits"][s]["accuracy"] for s in splits) / len(splits), 2)
+
+
+def _samples(name: str, config: dict) -> int:
+    """Training samples a row's model learned from: stage 1 alone saw only its share."""
+    return {"zero-shot": 0, "stage1": config["stage1"]}.get(name, config["n_train"])

@@ -8,22 +8,27 @@ Run: ``reasonrft pretrain --out DIR [--config FILE.yaml] [key=value ...]``. Step
 ``OUT`` ends as a complete model directory (the SFT stage's output) plus
 ``OUT/pretrain_config.yaml``, the exact config that reproduces it. Scratch:
 ``OUT/init-SIZE-sSEED`` (the random model), ``OUT/data`` (the dataset), ``OUT/checkpoint-*``
-and ``OUT/runs``; to ship the base, copy the model files and ``pretrain_config.yaml`` only.
+and ``OUT/runs``. ``reasonrft model ship --from OUT`` copies the model files, the config and the
+training log (not the scratch) into the package's ``base`` folder: the shipped base, which the
+demo and the experiments start from.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from reasonrft import data, modeling, pretrain_data
-from reasonrft.config import build, to_dict
-from reasonrft.io import atomic_write_text
+from reasonrft.config import UserError, build, to_dict
+from reasonrft.io import atomic_dir, atomic_write_text
 from reasonrft.stages import sft
 
 CONFIG_FILE = "pretrain_config.yaml"
+MAX_SHIPPED_BYTES = 30 * 2**20
+NOT_SHIPPED = {"training_args.bin"}  # besides every folder: checkpoints, data, logs, the random init
 
 
 @dataclass
@@ -95,3 +100,21 @@ def run(config: PretrainConfig) -> Path:
         source="pretrain",
     )
     return sft.run(stage)
+
+
+def ship(source: str | Path, dest: str | Path | None = None) -> Path:
+    """Copy a finished pretraining output's model files, ``pretrain_config.yaml`` and
+    ``trainer_state.json`` to ``dest`` (default: the package's ``base`` folder), atomically."""
+    source = Path(source)
+    dest = Path(dest) if dest else Path(modeling.__file__).parent / "base"
+    for needed in ("config.json", "model.safetensors", CONFIG_FILE):
+        if not (source / needed).is_file():
+            raise UserError(f"{source}: not a finished pretraining output (no {needed})")
+    files = sorted(f for f in source.iterdir() if f.is_file() and f.name not in NOT_SHIPPED)
+    size = sum(f.stat().st_size for f in files)
+    if size > MAX_SHIPPED_BYTES:
+        raise UserError(f"{source}: {size / 2**20:.1f} MB of model files, over the {MAX_SHIPPED_BYTES // 2**20} MB a shipped base may take")
+    with atomic_dir(dest) as tmp:
+        for f in files:
+            shutil.copy2(f, tmp / f.name)
+    return dest

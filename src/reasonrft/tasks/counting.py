@@ -94,6 +94,12 @@ def _screen_geometry(obj: Obj, image_size: int) -> tuple[float, float, int]:
     return cx, base_y, pixels
 
 
+def screen_box(obj: Obj, image_size: int) -> tuple[float, float, float, float]:
+    """The object's sprite box in pixels: (left, top, right, bottom)."""
+    cx, base_y, px = _screen_geometry(obj, image_size)
+    return cx - px / 2, base_y - px, cx + px / 2, base_y
+
+
 def sample_scene(rng: random.Random, n: int, shapes: tuple[str, ...], image_size: int) -> list[Obj]:
     """``n`` objects with random attributes, placed so that no two overlap heavily."""
     while True:
