@@ -136,3 +136,20 @@ def test_unknown_task_and_split_are_user_errors():
         get_task("counting").sample("validation", 0)
     with pytest.raises(UserError, match=">= 0"):
         get_task("counting").sample("train", -1)
+
+
+def test_generation_budgets_cover_the_longest_gold_completion(nano_model):
+    """A budget shorter than the gold CoT truncates right answers to a score of 0."""
+    from reasonrft import modeling
+    from reasonrft.data import Record, sft_target
+    from reasonrft.stages import demo, evaluate, experiment, grpo
+
+    tokenizer = modeling.load_processor(nano_model).tokenizer
+    longest = max(
+        len(tokenizer(sft_target(Record(s.id, [], s.problem, s.answer, s.cot), "cot"))["input_ids"])
+        for t in task_names()
+        for split in get_task(t).splits
+        for s in (get_task(t).sample(split, i) for i in range(40))
+    )
+    budgets = [evaluate.EvalConfig.max_new_tokens, experiment.CompareConfig.max_new_tokens, demo.DemoConfig.max_new_tokens, grpo.GRPOStageConfig.max_completion_length]
+    assert min(budgets) >= longest + 16, (budgets, longest)

@@ -41,7 +41,7 @@ class DemoConfig:
     grpo_learning_rate: float = 2e-5
     grpo_prompts: int = 2
     num_generations: int = 8
-    max_new_tokens: int = 128
+    max_new_tokens: int = 200  # room for the longest gold CoT (162 tokens; tests/test_tasks_contract.py)
 
     def __post_init__(self) -> None:
         if self.n_train < 16 or self.n_eval < 1:

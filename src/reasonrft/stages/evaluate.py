@@ -33,7 +33,7 @@ class EvalConfig:
     output_dir: str = ""  # default: MODEL/eval-TASK
     prompt_style: str = "cot"  # cot | answer | zero-shot (match how the model was trained)
     batch_size: int = 32
-    max_new_tokens: int = 160
+    max_new_tokens: int = 200  # room for the longest gold CoT (162 tokens; tests/test_tasks_contract.py)
     temperature: float = 0.1
     top_p: float = 0.9
     sample_seed: int = 0

@@ -66,7 +66,7 @@ class CompareConfig:
     grpo_prompts: int = 2
     grpo_learning_rate: float = 2e-5
     num_generations: int = 8
-    max_new_tokens: int = 128
+    max_new_tokens: int = 200  # room for the longest gold CoT (162 tokens; tests/test_tasks_contract.py)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.paradigms if p not in PARADIGMS]

@@ -35,7 +35,7 @@ class GRPOStageConfig(TrainingConfig):
     temperature: float = 0.9
     top_p: float = 0.9
     top_k: int = 50
-    max_completion_length: int = 160
+    max_completion_length: int = 200  # room for the longest gold CoT (162 tokens)
     loss_type: str = "grpo"
     scale_rewards: str = "group"
     epsilon: float = 0.2
