@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,56 @@ def test_starting_model_prefers_the_given_model_then_builds_once(nano_model, tmp
         stamp = (built / "model.safetensors").stat().st_mtime_ns
         assert modeling.starting_model("", tmp_path / "fresh") == (built, True)
         assert (built / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_max_pixels_bounds_the_image_tokens_and_is_saved(nano_model, tmp_path):
+    from PIL import Image
+
+    from reasonrft.errors import UserError
+
+    image = Image.new("RGB", (224, 224), "red")
+
+    def patches_and_tokens(processor):
+        text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}], tokenize=False)
+        out = processor(text=[text], images=[image], return_tensors="pt")
+        return int(out["image_grid_thw"].prod()), int((out["input_ids"] == processor.image_token_id).sum())
+
+    default = modeling.load_processor(nano_model)
+    limited = modeling.load_processor(nano_model, max_pixels=112 * 112)
+    assert patches_and_tokens(default) == (16 * 16, 64)  # 14-pixel patches, 2x2 merged into a token
+    assert patches_and_tokens(limited) == (8 * 8, 16)
+    limited.save_pretrained(tmp_path)  # as save_final does, next to the model's config.json
+    shutil.copy(Path(nano_model) / "config.json", tmp_path)
+    assert modeling.pixel_limits(modeling.load_processor(tmp_path)) == (modeling.pixel_limits(default)[0], 112 * 112)
+    with pytest.raises(UserError, match="min_pixels 5000 > max_pixels 4000"):
+        modeling.load_processor(nano_model, min_pixels=5000, max_pixels=4000)
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo", "eval"])
+@pytest.mark.parametrize(
+    "limits, message",
+    [
+        (dict(min_pixels=50176, max_pixels=12544), "min_pixels (50176) must be <= max_pixels (12544)"),
+        (dict(max_pixels=-1), "max_pixels must be a positive number of pixels, got -1"),
+        (dict(min_pixels=0), "min_pixels must be a positive number of pixels, got 0"),
+    ],
+)
+def test_bad_pixel_limits_are_one_line_config_errors(stage, limits, message):
+    from reasonrft.config import build
+    from reasonrft.errors import UserError
+    from reasonrft.stages import evaluate, grpo, sft
+
+    cls, values = {"sft": (sft.SFTStageConfig, dict(output_dir="o")), "grpo": (grpo.GRPOStageConfig, dict(output_dir="o")), "eval": (evaluate.EvalConfig, {})}[stage]
+    with pytest.raises(UserError) as e:
+        build(cls, dict(values, model="m", **limits))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_grpo_with_vllm_refuses_bounds_that_vllm_would_not_use(nano_model):
+    from reasonrft.errors import UserError
+    from reasonrft.stages import grpo
+
+    grpo._check_vllm_pixels(nano_model, modeling.load_processor(nano_model))
+    grpo._check_vllm_pixels(nano_model, modeling.load_processor(nano_model, max_pixels=224 * 224))  # the directory's own
+    with pytest.raises(UserError, match="use_vllm=true: vLLM sizes images by"):
+        grpo._check_vllm_pixels(nano_model, modeling.load_processor(nano_model, max_pixels=112 * 112))

@@ -17,7 +17,7 @@ STAGES = {"sft-ans": SFTStageConfig, "sft-cot": SFTStageConfig, "grpo": GRPOStag
 STAGE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name != "accelerate")
 ACCELERATE_FILES = sorted((RECIPES / "accelerate").glob("*.yaml"))
 PAPER = {  # reason-rft.md section 6
-    SFTStageConfig: dict(learning_rate=1e-5, lr_scheduler_type="cosine", warmup_steps=100, weight_decay=0.1, num_train_epochs=1.0, freeze_vision=True, bf16=True),
+    SFTStageConfig: dict(learning_rate=1e-5, lr_scheduler_type="cosine", warmup_steps=100, weight_decay=0.1, num_train_epochs=1.0, freeze_vision=True, bf16=True, max_pixels=512 * 512),
     GRPOStageConfig: dict(num_generations=8, beta=0.04, learning_rate=1e-6, lr_scheduler_type="linear", temperature=0.9, top_p=0.9, top_k=50, max_completion_length=512, loss_type="grpo", freeze_vision=False, use_vllm=True, prompts_per_device=1, gradient_accumulation_steps=2),
     EvalConfig: dict(temperature=0.1, top_p=0.9, max_new_tokens=768),
 }

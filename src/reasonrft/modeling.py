@@ -173,9 +173,10 @@ def make_processor(tokenizer, max_pixels: int, min_pixels: int = 56 * 56):
     return _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
 
 
-def load_processor(path: str | os.PathLike):
+def load_processor(path: str | os.PathLike, min_pixels: int | None = None, max_pixels: int | None = None):
     """The processor of a model directory; falls back to assembling it from the tokenizer and
-    the PIL image processor where ``AutoProcessor`` cannot (no torchvision on this machine)."""
+    the PIL image processor where ``AutoProcessor`` cannot (no torchvision on this machine).
+    ``min_pixels`` / ``max_pixels`` replace the directory's image-size bounds (None: keep them)."""
     from transformers import AutoProcessor, AutoTokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -184,13 +185,45 @@ def load_processor(path: str | os.PathLike):
         processor = AutoProcessor.from_pretrained(path)
         if getattr(processor, "image_processor", None) is not None and getattr(processor, "tokenizer", None) is not None:
             _left_pad(processor.tokenizer)
-            return processor
+            return _limit_pixels(processor, min_pixels, max_pixels)
     except Exception:  # noqa: BLE001  (missing video processor / torchvision: assemble it below)
         pass
     tokenizer = AutoTokenizer.from_pretrained(path)
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(path)
     processor = _processor_class()(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
     _left_pad(tokenizer)
+    return _limit_pixels(processor, min_pixels, max_pixels)
+
+
+def check_pixel_limits(min_pixels: int | None, max_pixels: int | None) -> None:
+    """For a stage config's ``__post_init__``: each bound, when set, positive, and min <= max."""
+    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be a positive number of pixels, got {value}")
+    if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+        raise ValueError(f"min_pixels ({min_pixels}) must be <= max_pixels ({max_pixels})")
+
+
+def pixel_limits(processor) -> tuple[int, int]:
+    """The (min_pixels, max_pixels) a Qwen2-VL image processor resizes every image into."""
+    size = processor.image_processor.size
+    return size["shortest_edge"], size["longest_edge"]
+
+
+def _limit_pixels(processor, min_pixels: int | None, max_pixels: int | None):
+    """Set the image processor's pixel bounds. Transformers 5 keeps Qwen2-VL's ``min_pixels`` /
+    ``max_pixels`` as ``size["shortest_edge"]`` / ``size["longest_edge"]`` (its ``__init__``
+    maps the old keys there, and ``resize`` passes them to ``smart_resize``), so setting ``size``
+    changes both the pixel values and the number of image tokens, and ``save_pretrained`` keeps it."""
+    if min_pixels is None and max_pixels is None:
+        return processor
+    from transformers.image_utils import SizeDict
+
+    low, high = pixel_limits(processor)
+    low, high = low if min_pixels is None else min_pixels, high if max_pixels is None else max_pixels
+    if low > high:
+        raise UserError(f"min_pixels {low} > max_pixels {high} (an unset bound is the model directory's own)")
+    processor.image_processor.size = SizeDict(**{**dict(processor.image_processor.size), "shortest_edge": low, "longest_edge": high})
     return processor
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrft.errors import UserError
+from reasonrft.modeling import check_pixel_limits
 
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -48,6 +49,11 @@ class TrainingConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # language-model layers only
+    # Image-size bounds in pixels (Qwen2-VL's min_pixels / max_pixels; None: the model directory's
+    # own). Images are resized into [min, max], which bounds their image tokens (pixels / 28^2).
+    # The processor is saved with the trained model, so later stages and eval inherit the bounds.
+    min_pixels: int | None = None
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
@@ -60,6 +66,7 @@ class TrainingConfig:
             raise ValueError("gradient_accumulation_steps must be >= 1")
         if self.n_train < 1:
             raise ValueError(f"n_train must be >= 1, got {self.n_train}")
+        check_pixel_limits(self.min_pixels, self.max_pixels)
 
 
 def on_gpu() -> bool:

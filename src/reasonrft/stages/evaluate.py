@@ -38,6 +38,10 @@ class EvalConfig:
     top_p: float = 0.9
     sample_seed: int = 0
     progress: bool = True
+    # image-size bounds in pixels, as in training (None: the model directory's own, which a
+    # model trained here already carries); set them only to evaluate at another resolution
+    min_pixels: int | None = None
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.n < 0:
@@ -46,6 +50,7 @@ class EvalConfig:
             raise ValueError("batch_size and max_new_tokens must be >= 1")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        modeling.check_pixel_limits(self.min_pixels, self.max_pixels)
 
 
 def run(config: EvalConfig) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def run(config: EvalConfig) -> dict[str, Any]:
     task = get_task(config.task)
     splits = [task.check_split(s) for s in (config.splits or task.test_splits)]
     out = Path(config.output_dir or Path(config.model) / f"eval-{task.name}")
-    processor = modeling.load_processor(config.model)
+    processor = modeling.load_processor(config.model, config.min_pixels, config.max_pixels)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = modeling.load_model(config.model, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
 

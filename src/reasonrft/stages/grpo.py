@@ -75,7 +75,9 @@ def run(config: GRPOStageConfig) -> Path:
     # setup
     if config.use_vllm:
         _check_vllm()  # before any loading: fail at once
-    processor = modeling.load_processor(config.model)
+    processor = modeling.load_processor(config.model, config.min_pixels, config.max_pixels)
+    if config.use_vllm:
+        _check_vllm_pixels(config.model, processor)
     with main_process_first():  # one process generates OUT/data, the others then read it
         task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
     train_set = data.to_hf_dataset(data.grpo_rows(task, records))
@@ -124,3 +126,14 @@ def _check_vllm() -> None:
         import vllm  # noqa: F401
     except ImportError:
         raise UserError("use_vllm=true but vLLM is not installed; `pip install reasonrft[vllm]` on a CUDA machine, or set use_vllm=false") from None
+
+
+def _check_vllm_pixels(model_dir: str, processor) -> None:
+    """vLLM resizes the rollout images with the model directory's own processor, while the
+    image tokens of the prompts it is given come from ``processor``: their bounds must agree."""
+    own = modeling.pixel_limits(modeling.load_processor(model_dir))
+    if modeling.pixel_limits(processor) != own:
+        raise UserError(
+            f"use_vllm=true: vLLM sizes images by {model_dir}'s own min_pixels {own[0]} / max_pixels {own[1]}, "
+            "not by the min_pixels/max_pixels keys; set them in its image-processor config instead (recipes/README.md), or use_vllm=false"
+        )

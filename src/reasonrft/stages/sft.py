@@ -39,7 +39,7 @@ def run(config: SFTStageConfig) -> Path:
     from trl import SFTConfig, SFTTrainer
 
     # setup
-    processor = modeling.load_processor(config.model)
+    processor = modeling.load_processor(config.model, config.min_pixels, config.max_pixels)
     with main_process_first():  # one process generates OUT/data, the others then read it
         task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
     train_set = data.to_hf_dataset(data.sft_rows(task, records, config.paradigm))
