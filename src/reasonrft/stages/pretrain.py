@@ -28,7 +28,20 @@ from reasonrft.stages import sft
 
 CONFIG_FILE = "pretrain_config.yaml"
 MAX_SHIPPED_BYTES = 30 * 2**20
-NOT_SHIPPED = {"training_args.bin"}  # besides every folder: checkpoints, data, logs, the random init
+NOT_SHIPPED = {"training_args.bin", "README.md"}  # besides every folder; README.md: TRL's generic card, replaced
+CARD = """# The reasonrft nano base
+
+A Qwen2-VL of the `{size}` size ({params:,} parameters) pretrained from scratch by `reasonrft pretrain` on
+generic perception data (`reasonrft.tasks.perception`), never on the three tasks' question types.
+It plays Qwen2-VL-Instruct's part: the demo and `reasonrft compare` start from it.
+
+Reproduce (config in `pretrain_config.yaml`, training log in `trainer_state.json`):
+
+    reasonrft pretrain --out runs/base{overrides}
+    reasonrft model ship --from runs/base
+
+How well it sees: `python benchmarks/bench_base.py`; measured figures in docs/results.md.
+"""
 
 
 @dataclass
@@ -39,7 +52,7 @@ class PretrainConfig:
     out: str
     size: str = "nano"
     seed: int = 0
-    n_train: int = 20000
+    n_train: int = 30000
     epochs: float = 1.0
     learning_rate: float = 1e-3
     lr_scheduler_type: str = "cosine"
@@ -114,7 +127,12 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     size = sum(f.stat().st_size for f in files)
     if size > MAX_SHIPPED_BYTES:
         raise UserError(f"{source}: {size / 2**20:.1f} MB of model files, over the {MAX_SHIPPED_BYTES // 2**20} MB a shipped base may take")
+    config = build(PretrainConfig, yaml.safe_load((source / CONFIG_FILE).read_text()), source=str(source / CONFIG_FILE))
+    changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != getattr(PretrainConfig, k, None)}
+    overrides = "".join(f" {k}={v}" for k, v in changed.items())
+    params = modeling.count_parameters(modeling.load_model(source))
     with atomic_dir(dest) as tmp:
         for f in files:
             shutil.copy2(f, tmp / f.name)
+        (tmp / "README.md").write_text(CARD.format(size=config.size, params=params, overrides=overrides))
     return dest
