@@ -48,7 +48,7 @@ def main() -> None:
         values = scores[name]
         line = {"model": args.model, "question": name, "n": len(values), "accuracy": round(100 * sum(values) / len(values), 1)}
         attribute = name.split("/")[-1].removesuffix("+format")
-        if attribute in CHANCE:
+        if attribute in CHANCE and name.startswith(("single", "attribute")):  # object attributes only
             line["chance"] = round(100 * CHANCE[attribute], 1)
         print(json.dumps(line))
     total = [v for name, values in scores.items() if name != "describe/count" for v in values]

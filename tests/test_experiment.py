@@ -37,9 +37,12 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
     stage2 = json.loads((out / "reason-rft" / "trainer_state.json").read_text())
     assert stage2["global_step"] == 1  # GRPO ran after stage 1
 
-    before = (out / "ans-sft" / "model.safetensors").stat().st_mtime_ns
-    assert cli.main(argv) == 0  # re-run: finished paradigms are reused, the report rewritten
-    assert (out / "ans-sft" / "model.safetensors").stat().st_mtime_ns == before
+    before = [(out / p).stat().st_mtime_ns for p in ("ans-sft/model.safetensors", "eval/ans-sft/summary.json")]
+    assert cli.main(argv) == 0  # re-run: finished paradigms and evaluations are reused, the report rewritten
+    assert [(out / p).stat().st_mtime_ns for p in ("ans-sft/model.safetensors", "eval/ans-sft/summary.json")] == before
+    assert json.loads((out / "results.json").read_text())["rows"] == result["rows"]
+    assert cli.main([*argv, "n_eval=1"]) == 0  # other settings: evaluated again
+    assert json.loads((out / "eval" / "ans-sft" / "summary.json").read_text())["config"]["n"] == 1
 
 
 def test_compare_trains_the_vision_tower_of_a_fresh_base(tmp_path, monkeypatch):

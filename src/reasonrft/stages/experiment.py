@@ -140,8 +140,22 @@ def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: 
 
 def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out: Path) -> dict:
     cfg = build(evaluate.EvalConfig, dict(model=str(model_dir), task=task.name, data_root=str(out / "data"), n=config.n_eval, output_dir=str(out / "eval" / name), prompt_style=EVAL_STYLE.get(name, "cot"), max_new_tokens=config.max_new_tokens, seed=config.seed))
-    summary = evaluate.run(cfg)
+    summary = _finished_eval(cfg) or evaluate.run(cfg)
     return {"splits": summary["splits"], "average": summary["average"], "model": str(model_dir)}
+
+
+def _finished_eval(cfg: evaluate.EvalConfig) -> dict | None:
+    """The summary of an earlier evaluation with the same settings, newer than the model's
+    weights (a re-run, or a sweep budget linked to a finished compare, skips it); else None."""
+    done = Path(cfg.output_dir) / "summary.json"
+    weights = Path(cfg.model) / "model.safetensors"
+    if not (done.is_file() and weights.is_file()) or done.stat().st_mtime < weights.stat().st_mtime:
+        return None
+    summary = json.loads(done.read_text())
+    paths = ("model", "output_dir", "data_root")
+    same = all(Path(summary["config"].get(k) or ".").resolve() == Path(getattr(cfg, k) or ".").resolve() for k in paths)
+    same = same and all(summary["config"].get(k) == v for k, v in vars(cfg).items() if k not in paths)
+    return summary if same else None
 
 
 def _write_report(result: dict, task: Task, out: Path) -> None:
