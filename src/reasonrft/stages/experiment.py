@@ -173,7 +173,7 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
     csv.writer(buf).writerows([header] + table_rows)
     atomic_write_text(out / "results.csv", buf.getvalue())
     plots.accuracy_bars(table_rows, header, out / "accuracy_bars.png", title=f"{task.name}: accuracy by paradigm")
-    for name in result["rows"]:
+    for name in (n for n in result["rows"] if n != "zero-shot"):  # the base's own log is not this experiment's
         state = Path(result["rows"][name]["model"]) / "trainer_state.json"
         plots.training_curves(state, out / f"curves-{name}.png", title=f"{TITLES[name]} on {task.name}")
     print("\n" + md)
