@@ -62,11 +62,14 @@ def test_sft_with_frozen_vision_keeps_the_vision_tower(nano_model, tmp_path):
 
 
 COMPLETION_TOKENS = {"transformation": 40}  # room for whole func(object, value) calls
+# GRPO updates only where a group's rewards differ; a briefly trained model often repeats one
+# answer, so structure (few distinct letters and numbers) gets more prompts and completions
+GROUPS = {"structure": dict(prompts_per_device=4, num_generations=8)}
 
 
 @pytest.mark.parametrize("task", task_names())
 def test_grpo_updates_the_policy(task, sft_runs, tmp_path):
-    config = build(grpo.GRPOStageConfig, dict(model=str(sft_runs[task]), output_dir=str(tmp_path), task=task, n_train=16, max_steps=3, prompts_per_device=2, num_generations=4, max_completion_length=COMPLETION_TOKENS.get(task, 16), learning_rate=1e-3, logging_steps=1, save_steps=10_000))
+    config = build(grpo.GRPOStageConfig, dict(model=str(sft_runs[task]), output_dir=str(tmp_path), task=task, n_train=16, max_steps=3, max_completion_length=COMPLETION_TOKENS.get(task, 16), learning_rate=1e-3, logging_steps=1, save_steps=10_000, **GROUPS.get(task, dict(prompts_per_device=2, num_generations=4))))
     out = grpo.run(config)
     before, after = _weights(str(sft_runs[task])), _weights(str(out))
     changed = [k for k in before if not torch.equal(before[k], after[k])]
