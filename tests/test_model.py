@@ -174,17 +174,16 @@ def test_the_shipped_base_loads_with_plain_transformers_and_sees():
     config reproduces it, and it names the colour of a lone object far above chance (12.5%)."""
     import collections
 
-    import yaml
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     from reasonrft import pretrain_data
-    from reasonrft.config import build
+    from reasonrft.config import build, load_config
     from reasonrft.stages import evaluate, pretrain
 
     base = modeling.shipped_base()
     assert base is not None, "the package ships its base in src/reasonrft/base (reasonrft model ship)"
     assert (base / "model.safetensors").stat().st_size < pretrain.MAX_SHIPPED_BYTES
-    config = build(pretrain.PretrainConfig, yaml.safe_load((base / pretrain.CONFIG_FILE).read_text()))
+    config = load_config(pretrain.PretrainConfig, str(base / pretrain.CONFIG_FILE))
     assert config.n_train > 0 and config.size == "nano"
     model = AutoModelForImageTextToText.from_pretrained(base).eval()
     assert AutoTokenizer.from_pretrained(base)("What color is the object?")["input_ids"]

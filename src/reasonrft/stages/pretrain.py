@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from reasonrft import data, modeling, pretrain_data
-from reasonrft.config import UserError, build, to_dict
+from reasonrft.config import UserError, build, load_config, to_dict
 from reasonrft.io import atomic_dir, atomic_write_text
 from reasonrft.stages import sft
 
@@ -127,8 +127,9 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     size = sum(f.stat().st_size for f in files)
     if size > MAX_SHIPPED_BYTES:
         raise UserError(f"{source}: {size / 2**20:.1f} MB of model files, over the {MAX_SHIPPED_BYTES // 2**20} MB a shipped base may take")
-    config = build(PretrainConfig, yaml.safe_load((source / CONFIG_FILE).read_text()), source=str(source / CONFIG_FILE))
-    changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != getattr(PretrainConfig, k, None)}
+    config = load_config(PretrainConfig, str(source / CONFIG_FILE))
+    defaults = to_dict(PretrainConfig(out=config.out))
+    changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
     overrides = "".join(f" {k}={v}" for k, v in changed.items())
     params = modeling.count_parameters(modeling.load_model(source))
     with atomic_dir(dest) as tmp:
