@@ -12,8 +12,8 @@ import json
 
 from PIL import Image
 
-from reasonrft import cli
-from reasonrft.stages.experiment import TITLES
+from reasonrft import cli, stats
+from reasonrft.stages.experiment import CSV_HEADER, TITLES
 from reasonrft.tasks import get_task
 
 TINY = ["n_eval=2", "sft_epochs=1", "grpo_steps=1", "grpo_prompts=2", "num_generations=2", "max_new_tokens=12"]
@@ -26,12 +26,28 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
     result = json.loads((out / "results.json").read_text())
     splits = get_task("counting").test_splits
     assert list(result["rows"]) == ["zero-shot", "ans-sft", "cot-sft", "reason-rft-zero", "stage1", "reason-rft"]
-    for row in result["rows"].values():
-        assert set(row["splits"]) == set(splits) and all(0 <= row["splits"][s]["accuracy"] <= 100 for s in splits)
+    for name, row in result["rows"].items():  # each cell is its evaluation's scores, with n and the Wilson interval
+        predictions = [json.loads(line) for line in (out / "eval" / name / "predictions.jsonl").read_text().splitlines()]
+        assert set(row["splits"]) == set(splits)
+        for s in splits:
+            scores = [p["score"] for p in predictions if p["split"] == s]
+            assert len(scores) == 2 and row["splits"][s] | {"format": 0, "mean_completion_chars": 0} == stats.accuracy_interval(scores) | {"format": 0, "mean_completion_chars": 0}
+        assert row["shift_average"] == round(sum(row["splits"][s]["accuracy"] for s in splits[1:]) / 2, 2) and row["shift_splits"] == list(splits[1:])
     assert result["config"]["freeze_vision"] is True  # a given base is pretrained: frozen vision, as the paper
+    baseline = result["baseline"]  # always the training set's most frequent answer
+    train_answers = [r["answer"] for r in json.loads((out / "data" / "train" / "data.json").read_text())]
+    assert baseline["answer"] == stats.most_frequent_answer(train_answers)
+    for s in splits:
+        gold = [r["answer"] for r in json.loads((out / "data" / s / "data.json").read_text())]
+        assert baseline["splits"][s]["accuracy"] == 100 * sum(a == baseline["answer"] for a in gold) / len(gold)
     table = list(csv.reader((out / "results.csv").open()))
-    assert table[0] == ["paradigm", *splits, "AVG", "ID", "OOD AVG"] and [r[0] for r in table[1:]] == [TITLES[n] for n in result["rows"]]
-    assert all(t in (out / "results.md").read_text() for t in TITLES.values())
+    titles = [TITLES[n] for n in result["rows"]] + [f"Most frequent answer ({baseline['answer']!r} always)"]
+    assert table[0] == CSV_HEADER and [r[0] for r in table[1:]] == [t for t in titles for _ in range(len(splits) + 2)]
+    first = dict(zip(CSV_HEADER, table[1]))
+    zero = result["rows"]["zero-shot"]["splits"][splits[0]]
+    assert (first["split"], first["group"], int(first["n"]), float(first["accuracy"]), [float(first["ci95_low"]), float(first["ci95_high"])]) == (splits[0], "all", 2, zero["accuracy"], zero["ci95"])
+    md = (out / "results.md").read_text()
+    assert all(t in md for t in titles) and f"| Zero-shot | {stats.format_ci(zero)} |" in md and "n = 2" in md
     for png in ("accuracy_bars.png", "curves-reason-rft-zero.png", "curves-reason-rft.png"):  # SFT here: one step, too few to log
         assert Image.open(out / png).size[0] > 200, png
     stage2 = json.loads((out / "reason-rft" / "trainer_state.json").read_text())
@@ -43,6 +59,21 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
     assert json.loads((out / "results.json").read_text())["rows"] == result["rows"]
     assert cli.main([*argv, "n_eval=1"]) == 0  # other settings: evaluated again
     assert json.loads((out / "eval" / "ans-sft" / "summary.json").read_text())["config"]["n"] == 1
+
+
+def test_compare_breaks_structure_down_by_answer_type(nano_model, tmp_path):
+    from reasonrft.stages import experiment
+
+    out = tmp_path / "compare"
+    result = experiment.run_compare(experiment.CompareConfig(task="structure", out=str(out), model=nano_model, paradigms=["zero-shot"], n_train=4, stage1=2, n_eval=6, max_new_tokens=4))
+    row = result["rows"]["zero-shot"]
+    groups = {s: set(row["splits"][s]["groups"]) for s in ("test-id", "test-ood")}
+    assert groups == {"test-id": {"choice", "non-choice"}, "test-ood": {"choice", "non-choice"}}
+    md = (out / "results.md").read_text()
+    assert "By group (structure: choice / non-choice answers" in md and all(f"{s} {g} (n = {row['splits'][s]['groups'][g]['n']})" in md for s in groups for g in groups[s])
+    assert f"| Zero-shot | {' | '.join(stats.format_ci(row['splits'][s]['groups'][g]) for s in groups for g in sorted(groups[s]))} |" in md
+    lines = [dict(zip(CSV_HEADER, r)) for r in csv.reader((out / "results.csv").open())][1:]
+    assert {(r["split"], r["group"]) for r in lines if r["paradigm"] == "Zero-shot"} == {(s, g) for s in groups for g in ["all", *groups[s]]} | {("AVG", "all"), ("OOD AVG", "all")}
 
 
 def test_compare_trains_the_vision_tower_of_a_fresh_base(tmp_path, monkeypatch):
@@ -63,5 +94,11 @@ def test_sweep_plots_accuracy_against_samples_with_the_activation_point(nano_mod
     summary = json.loads((out / "sweep.json").read_text())
     assert list(summary) == ["4", "8"]
     assert summary["8"]["stage1"]["samples"] == 4 and summary["8"]["reason-rft"]["samples"] == 8 and summary["4"]["zero-shot"]["samples"] == 0
-    assert {"id", "ood"} <= set(summary["4"]["reason-rft"])
+    point = summary["4"]["reason-rft"]
+    compared = json.loads((out / "n4" / "results.json").read_text())["rows"]["reason-rft"]
+    assert (point["id"], point["id_ci95"], point["id_n"]) == (compared["splits"]["test-id"]["accuracy"], compared["splits"]["test-id"]["ci95"], 2)
+    assert (point["ood"], point["ood_ci95"], point["ood_n"]) == (compared["shift_average"], compared["shift_average_ci95"], 4)
+    zero = summary["4"]["zero-shot"]
+    cells = [stats.format_ci({"accuracy": zero[k], "ci95": zero[f"{k}_ci95"]}) for k in ("id", "ood")]
+    assert f"| 4 | {cells[0]} | {cells[1]} |" in (out / "sweep.md").read_text()
     assert Image.open(out / "data_efficiency.png").size[0] > 400

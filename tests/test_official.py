@@ -21,6 +21,10 @@ N_TRAIN = 5
 STAGE1 = 3
 TRAIN_FILES = {task: name for name, (task, split) in official.OFFICIAL_FILES.items() if split == "train"}
 TEST_FILES = {name: target for name, target in official.OFFICIAL_FILES.items() if target[1] != "train"}
+SUPER_CLEVR = "Visual-Counting-ood-test-1k"
+SUPER_CLEVR_LEVELS = ["D", "DS-M", "d", "D"]  # DS-D and DS-M in one file, 3 to 1 as in the paper (750 / 250)
+GEOMATH_TEST = "Structure-Perception-id-test-820"
+GEOMATH_INSTRUCTION = "Please write the letter of your choice first."  # the dataset's own prompt, in ``problem`` only
 
 
 def _png(path: Path, shade: int) -> None:
@@ -51,10 +55,12 @@ def make_official(root: Path) -> Path:
     _write(root / "train_jsons" / "AI2D-train-1467-cot.json", [_record("counting", 0, "train")], root / "images" / "train_images")
     for k, (name, (task, _split)) in enumerate(TEST_FILES.items()):
         rows = []
-        for i in range(2):
+        for i in range(len(SUPER_CLEVR_LEVELS) if name == SUPER_CLEVR else 2):
             row = _record(task, i, f"test{k}")
             del row["id"], row["cot"]
-            row["level"] = f"level-{i}"
+            row["level"] = SUPER_CLEVR_LEVELS[i] if name == SUPER_CLEVR else f"level-{i}"
+            if name == GEOMATH_TEST:  # GeoMath carries the problem with and without its prompt
+                row["problem_no_prompt"], row["problem"] = row["problem"], f"{row['problem']} {GEOMATH_INSTRUCTION}"
             if k % 3 == 0:
                 row["solution"] = f"<answer> {row.pop('answer')} </answer>"
             rows.append(row)
@@ -89,13 +95,68 @@ def test_import_writes_every_task_split_and_the_stage_splits(imported):
         expected = train if task == "structure" else train[STAGE1:]  # structure: all samples
         assert [r.id for r in stage2] == [r.id for r in expected]
     for name, (task, split) in TEST_FILES.items():
+        if name == SUPER_CLEVR:
+            continue  # split by level: test_super_clevr_is_split_by_level_into_its_two_shifts
         records = data.load_dataset(imported / task / split)
         assert len(records) == 2 and records[0].id == f"{name}-000000"
         assert [r.answer for r in records] == [_answer(task, 0), _answer(task, 1)]  # <answer> wrapper removed
-        assert records[1].meta == {"level": "level-1"}
+        assert records[1].meta["level"] == "level-1"
     trance = data.load_dataset(imported / "transformation" / "train")
     assert all(len(r.images) == 2 for r in trance) and all(Path(p).is_file() for r in trance for p in r.images)
     assert json.loads((imported / "import.json").read_text())["counts"]["counting/stage2"] == N_TRAIN - STAGE1
+
+
+def test_super_clevr_is_split_by_level_into_its_two_shifts(imported):
+    ood_d, ood_m = data.load_dataset(imported / "counting" / "test-ood-d"), data.load_dataset(imported / "counting" / "test-ood-m")
+    assert [(r.id, r.meta["level"], r.answer) for r in ood_d] == [(f"{SUPER_CLEVR}-000000", "D", "1"), (f"{SUPER_CLEVR}-000002", "d", "3"), (f"{SUPER_CLEVR}-000003", "D", "4")]
+    assert [(r.id, r.meta["level"]) for r in ood_m] == [(f"{SUPER_CLEVR}-000001", "DS-M")]
+    counts = json.loads((imported / "import.json").read_text())["counts"]
+    assert counts["counting/test-ood-d"] == 3 and counts["counting/test-ood-m"] == 1
+    assert json.loads((imported / "counting" / "test-ood-m" / data.INFO_FILE).read_text())["source"] == [f"{SUPER_CLEVR}.json"]
+
+
+def test_an_unmapped_level_stops_the_import_and_levels_maps_it(tmp_path, capsys):
+    src = make_official(tmp_path / "src")
+    path = src / "test_jsons" / f"{SUPER_CLEVR}.json"
+    rows = json.loads(path.read_text())
+    for row, level in zip(rows, ["easy", "hard", "easy", "easy"]):
+        row["level"] = level
+    path.write_text(json.dumps(rows))
+    out = tmp_path / "out"
+    assert main(["data", "import", "--from", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{SUPER_CLEVR}.json" in err and "level 'easy' names no split" in err and "'easy' (3), 'hard' (1)" in err and "--levels" in err, err
+    assert not out.exists()
+    assert main(["data", "import", "--from", str(src), "--out", str(out), "--levels", "easy=test-ood-d,hard=test-ood-m"]) == 0
+    assert [len(data.load_dataset(out / "counting" / s)) for s in ("test-ood-d", "test-ood-m")] == [3, 1]
+    with pytest.raises(UserError, match="unknown split 'test-ood-x'"):
+        official.parse_levels("easy=test-ood-x")
+    with pytest.raises(UserError, match="expected LEVEL=SPLIT"):
+        official.parse_levels("easy")
+
+
+def test_a_mapped_super_clevr_file_is_imported_whole(tmp_path):
+    src = make_official(tmp_path / "src")
+    official.import_official(src, tmp_path / "out", mapping=official.parse_mapping([f"{SUPER_CLEVR}=counting/test-ood-d"]), progress=False)
+    assert len(data.load_dataset(tmp_path / "out" / "counting" / "test-ood-d")) == len(SUPER_CLEVR_LEVELS)
+    assert not (tmp_path / "out" / "counting" / "test-ood-m").exists()
+
+
+def test_bare_prompt_styles_ask_geomaths_problem_without_its_prompt(imported):
+    from reasonrft.tasks import get_task
+
+    task = get_task("structure")
+    rec = data.load_dataset(imported / "structure" / "test-id")[0]
+    bare = rec.meta["problem_no_prompt"]  # the importer keeps the field in meta
+    assert GEOMATH_INSTRUCTION not in bare and rec.problem == f"{bare} {GEOMATH_INSTRUCTION}"
+    assert data.prompt_problem(rec, "answer") == data.prompt_problem(rec, "zero-shot") == bare
+    assert data.prompt_problem(rec, "cot") == rec.problem
+    text = {style: data.user_message_with_images(task, rec, style)["content"][-1]["text"] for style in ("answer", "zero-shot", "cot")}
+    assert text["answer"] == task.build_prompt(bare, rec.answer, "answer") and GEOMATH_INSTRUCTION not in text["zero-shot"]
+    assert text["cot"] == task.build_prompt(rec.problem, rec.answer, "cot") and GEOMATH_INSTRUCTION in text["cot"]
+    assert data.sft_rows(task, [rec], "answer")[0]["prompt"][0]["content"] == text["answer"]
+    plain = data.load_dataset(imported / "structure" / "test-ood")[0]  # no problem_no_prompt: the problem itself
+    assert data.prompt_problem(plain, "answer") == plain.problem
 
 
 BAD = {
@@ -168,6 +229,13 @@ def test_rescore_names_the_split_of_an_official_prediction_file(tmp_path):
     summary = rescore_predictions(str(f), "transformation")
     assert summary["splits"]["test-ood-left"]["accuracy"] == 100.0 and summary["splits"]["test-ood-left"]["groups"]["L1"]["n"] == 1
 
+    f = tmp_path / "super-clevr.json"  # DS-D and DS-M in one file: scored apart, by level
+    preds = [("D", "3", "<answer>3 objects</answer>"), ("D", "4", "<answer>5</answer>"), ("M", "2", "<answer>2</answer>"), ("X", "1", "1")]
+    f.write_text(json.dumps([{"image": "a.png", "problem": "q", "level": lv, "solution": gold, "pred": pred} for lv, gold, pred in preds]))
+    summary = rescore_predictions(str(f), "counting")
+    assert {s: (e["n"], e["accuracy"]) for s, e in summary["splits"].items()} == {"test-ood-d": (2, 50.0), "test-ood-m": (1, 100.0), "level X": (1, 100.0)}
+    assert summary["shift_splits"] == ["test-ood-d", "test-ood-m"] and summary["shift_average"] == 75.0
+
 
 @pytest.mark.slow
 def test_sft_grpo_and_eval_run_on_an_imported_set(imported, nano_model, tmp_path):
@@ -180,6 +248,24 @@ def test_sft_grpo_and_eval_run_on_an_imported_set(imported, nano_model, tmp_path
     assert (stage2 / "model.safetensors").is_file()
     summary = evaluate.run(build(evaluate.EvalConfig, dict(model=str(stage2), task="counting", data_root=str(imported / "counting"), splits=["test-id"], n=0, max_new_tokens=8, progress=False)))
     assert summary["splits"]["test-id"]["n"] == 2
+
+
+def test_eval_on_an_imported_root_takes_the_splits_there_and_names_the_missing(imported, nano_model, tmp_path, capsys):
+    from reasonrft.stages import evaluate
+
+    root = tmp_path / "root"  # an import without Super-CLEVR's DS-M
+    for split in ("test-id", "test-ood-d"):
+        (root / split).mkdir(parents=True)
+        (root / split / data.DATA_FILE).symlink_to(imported / "counting" / split / data.DATA_FILE)
+        (root / split / "images").symlink_to(imported / "counting" / split / "images")
+    values = dict(model=nano_model, task="counting", data_root=str(root), n=0, max_new_tokens=2, temperature=0.0, progress=False, output_dir=str(tmp_path / "eval"))
+    summary = evaluate.run(build(evaluate.EvalConfig, values))
+    note = [line for line in capsys.readouterr().err.splitlines() if "test-ood-m" in line]
+    assert len(note) == 1 and note[0].startswith("reasonrft: note:") and "evaluating test-id, test-ood-d" in note[0]
+    assert {s: e["n"] for s, e in summary["splits"].items()} == {"test-id": 2, "test-ood-d": 3} and summary["missing_splits"] == ["test-ood-m"]
+    assert "Not evaluated (not in the data root): test-ood-m." in (tmp_path / "eval" / "summary.md").read_text()
+    with pytest.raises(UserError, match="dataset file not found"):  # a split asked for by name must be there
+        evaluate.run(build(evaluate.EvalConfig, dict(values, splits=["test-id", "test-ood-m"])))
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from reasonrft import rewards
-from reasonrft.rewards import accuracy_score, format_score, func_sequence_score, math_accuracy_score
+from reasonrft.rewards import accuracy_score, answer_match_score, format_score, func_sequence_score, math_accuracy_score
 
 GOOD = "<think>\nThere are 3 objects.\n</think>\n<answer>\n3\n</answer>"
 
@@ -57,6 +57,71 @@ def test_format_score_matches_the_papers_regex(text, expected):
 )
 def test_accuracy_score(text, solution, expected):
     assert accuracy_score(text, solution) == expected
+
+
+# The evaluation scorer of counting and structure. Each value was checked against math_verify
+# itself; the right column is what the training reward (accuracy_score) gives.
+ANSWER_MATCH = [
+    # (completion, gold, evaluation score, training reward)
+    ("<answer>9 objects</answer>", "9", 1.0, 0.0),  # units
+    ("<answer>10.0</answer>", "10", 1.0, 0.0),  # decimals
+    ("<answer>\n12.50\n</answer>", "12.5", 1.0, 0.0),
+    ("<answer>\\frac{315}{1}</answer>", "315", 1.0, 0.0),  # LaTeX fraction
+    ("$\\frac{1}{2}$", "0.5", 1.0, 1.0),  # no block: the whole output
+    ("x = 5", "5", 1.0, 1.0),
+    ("<think>t</think>\n<answer>\nB\n</answer>", "B", 1.0, 1.0),  # letters: exact only
+    ("B", "B", 1.0, 1.0),
+    ("<answer>(B)</answer>", "B", 0.0, 0.0),  # math_verify reads no letter: as the official evaluator
+    ("(B)", "B", 0.0, 0.0),
+    ("<answer>b</answer>", "B", 0.0, 0.0),
+    ("<answer>C</answer>", "B", 0.0, 0.0),
+    ("<answer>19</answer>", "9", 0.0, 0.0),  # near misses
+    ("<answer>9 or 10</answer>", "9", 0.0, 0.0),  # math_verify reads the last number: 10
+    ("<answer>10 or 9</answer>", "9", 1.0, 0.0),  # ... so this hedge passes, in the official evaluator too
+    ("<answer>-9</answer>", "9", 0.0, 0.0),
+    ("<answer>9.0001</answer>", "9", 0.0, 0.0),
+    ("<answer></answer>", "9", 0.0, 0.0),  # empty block
+    ("<answer>  </answer>", "9", 0.0, 0.0),
+    ("", "9", 0.0, 0.0),
+    ("<answer>8</answer><answer>9</answer>", "9", 0.0, 0.0),  # two blocks: the first counts
+    ("<answer>9</answer><answer>8</answer>", "9", 1.0, 1.0),
+    ("<answer>9", "9", 0.0, 0.0),  # no closing tag: no block, and math_verify finds no number
+    ("The answer is 9", "9", 1.0, 1.0),
+    ("<answer>9</answer>", "<answer> 9 </answer>", 1.0, 1.0),  # a tagged gold
+]
+
+
+def _official_scorer(text: str, gold: str) -> float:
+    """The reference evaluator's counting/structure score, from its definition: the first
+    answer block by a DOTALL regex (else the whole text), string equality, then
+    math_verify with the prediction first, any exception a 0; inputs uncut."""
+    import re
+
+    from math_verify import parse, verify
+
+    match = re.search(r"<answer>(.*?)</answer>", text, re.DOTALL)
+    pred = (match.group(1) if match else text).strip()
+    gold = rewards.extract_answer(gold)
+    if pred == gold:
+        return 1.0
+    try:
+        return 1.0 if verify(parse(pred), parse(gold)) else 0.0
+    except Exception:
+        return 0.0
+
+
+@pytest.mark.parametrize("text, gold, expected, reward", ANSWER_MATCH)
+def test_answer_match_score_equals_the_official_evaluator(text, gold, expected, reward):
+    assert answer_match_score(text, gold) == expected == _official_scorer(text, gold)
+    assert accuracy_score(text, gold) == reward  # the training reward stays the reference trainer's
+
+
+def test_counting_and_structure_are_evaluated_with_the_official_scorer():
+    from reasonrft.tasks import get_task
+
+    for name in ("counting", "structure"):
+        assert get_task(name).score is answer_match_score
+        assert get_task(name).accuracy_reward != "answer_match"  # training keeps its reward
 
 
 @pytest.mark.parametrize(
@@ -137,5 +202,15 @@ def test_every_reward_is_fast_on_adversarial_input(text):
     start = time.perf_counter()
     for name, fn in rewards.REWARDS.items():
         scores = fn([text], solution=["3"])
-        assert len(scores) == 1 and 0.0 <= scores[0] <= 1.0, name
+        well_formed = name == "format" and text.startswith("<think>a</think>")  # adversarial4: think, then an answer block
+        assert scores == [1.0 if well_formed else 0.0], name  # none of them holds the answer 3
     assert time.perf_counter() - start < 3.0
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=[f"adversarial{i}" for i in range(len(ADVERSARIAL))])
+def test_the_evaluation_scorer_is_fast_on_adversarial_input(text):
+    start = time.perf_counter()
+    assert answer_match_score(text, "3") == 0.0
+    assert answer_match_score(text, text) == 1.0  # a megabyte gold equal to the prediction
+    assert answer_match_score(f"<answer>{text}</answer>", "8" * 100_000) == 0.0
+    assert time.perf_counter() - start < 1.0

@@ -13,6 +13,9 @@ and writes one dataset directory (``load_dataset`` format) per task and split::
     OUT/counting/stage2   the rest (structure perception: all of them): Reason-RFT stage 2 (GRPO)
     OUT/counting/test-id, OUT/counting/test-ood-d, ...   evaluation (``eval data_root=OUT/counting``)
 
+Super-CLEVR's file holds both of the paper's counting shifts: it is split by each record's
+``level`` into ``test-ood-d`` (DS-D) and ``test-ood-m`` (DS-M), see ``LEVEL_SPLITS``.
+
 ``OFFICIAL_FILES`` maps the official file names to (task, split); other files (the optional
 ablation sets) are ignored unless mapped with ``--map NAME=TASK/SPLIT`` (``NAME`` is the file
 name without ``.json``; ``--map NAME=-`` ignores a file). Every record is validated
@@ -54,15 +57,29 @@ OFFICIAL_FILES: dict[str, tuple[str, str]] = {
     "Structure-Perception-id-test-820": ("structure", "test-id"),
     "Structure-Perception-ood-test-800": ("structure", "test-ood"),
     "Visual-Counting-id-test-1k": ("counting", "test-id"),
-    # Super-CLEVR: the paper reports it as DS-D and DS-M; the file holds both (its ``level``
-    # field, kept in each record's ``meta``, tells them apart), imported as one split.
+    # Super-CLEVR: the paper reports it as DS-D and DS-M, which the file holds both of; it is
+    # imported as test-ood-d and test-ood-m by each record's ``level`` (LEVEL_SPLITS), so only
+    # the task of this entry counts
     "Visual-Counting-ood-test-1k": ("counting", "test-ood-d"),
 }
 """Official file name (without ``.json``) -> (task, split)."""
 
+LEVEL_SPLITS: dict[str, dict[str, str]] = {
+    "Visual-Counting-ood-test-1k": {"d": "test-ood-d", "m": "test-ood-m"},
+}
+"""Files whose records go to a split by their ``level`` field: file name -> {level: split}.
+
+The paper reports Super-CLEVR as DS-D (750 questions) and DS-M (250), and the official
+evaluator scores that file per ``level``; no published text says which ``level`` values the
+file uses. The default reads a level as its letter, case and a ``DS-`` prefix ignored
+(``D``, ``ds-d``, ``DS_D`` -> test-ood-d; ``M`` ... -> test-ood-m): a guess, not a fact. A level
+it does not know stops the import with one line that lists the file's levels and their
+counts; ``--levels VALUE=SPLIT,...`` (``import_official(levels=...)``) maps them instead. A
+file mapped with ``--map`` is imported whole, unsplit."""
+
 PREDICTION_FILES: dict[str, tuple[str, str]] = {
     "clevr-math": ("counting", "test-id"),
-    "super-clevr": ("counting", "test-ood-d"),
+    "super-clevr": ("counting", "test-ood-d"),  # its records' ``level`` names DS-D or DS-M: see level_split
     "geomath": ("structure", "test-id"),
     "geometry3k": ("structure", "test-ood"),
     "trance": ("transformation", "test-id"),
@@ -81,6 +98,32 @@ def official_split(path: str | os.PathLike) -> tuple[str, str] | None:
     """(task, split) of an official data or prediction file, from its name; None if unknown."""
     stem = Path(path).stem
     return OFFICIAL_FILES.get(stem) or PREDICTION_FILES.get(stem.replace("_", "-"))
+
+
+def normalise_level(level: Any) -> str:
+    """A ``level`` value as LEVEL_SPLITS keys it: lower case, stripped, ``ds-``/``ds_`` dropped."""
+    text = str(level).strip().lower()
+    return text[3:] if text[:3] in ("ds-", "ds_") else text
+
+
+def level_split(level: Any, levels: dict[str, str]) -> str | None:
+    """The split a record's ``level`` belongs to under ``levels`` (exact value first, then
+    the normalised one), or None if it names none."""
+    return levels.get(str(level)) or {normalise_level(k): v for k, v in levels.items()}.get(normalise_level(level))
+
+
+def parse_levels(text: str | None, task_name: str = "counting") -> dict[str, str] | None:
+    """``"D=test-ood-d,M=test-ood-m"`` -> ``{"D": "test-ood-d", "M": "test-ood-m"}``, checked; None if empty."""
+    if not text:
+        return None
+    task = get_task(task_name)
+    levels = {}
+    for item in text.split(","):
+        level, sep, split = item.partition("=")
+        if not sep or not level.strip() or not split.strip():
+            raise UserError(f"--levels {text!r}: expected LEVEL=SPLIT[,LEVEL=SPLIT...], e.g. D=test-ood-d,M=test-ood-m")
+        levels[level.strip()] = task.check_split(split.strip())
+    return levels
 
 
 def parse_mapping(items: list[str] | None) -> dict[str, tuple[str, str] | None]:
@@ -133,9 +176,11 @@ def import_official(
     skip_bad: bool = False,
     stage1: int = STAGE1_SIZE,
     mapping: dict[str, tuple[str, str] | None] | None = None,
+    levels: dict[str, str] | None = None,
     progress: bool = True,
 ) -> ImportReport:
-    """Import the official dataset at ``source`` into ``out`` (see the module docstring)."""
+    """Import the official dataset at ``source`` into ``out`` (see the module docstring).
+    ``levels`` replaces LEVEL_SPLITS' {level: split} for the Super-CLEVR file."""
     source, out = Path(source), Path(out)
     if stage1 < 1:
         raise UserError(f"the stage-1 size must be >= 1, got {stage1}")
@@ -154,10 +199,12 @@ def import_official(
     # read and validate everything first: a bad record stops the import before any write
     grouped: dict[tuple[str, str], list[data.Record]] = {}
     sources: dict[tuple[str, str], list[str]] = {}
-    for path, target in chosen:
-        records = _read_official_file(path, source, target[0], skip_bad, report, progress)
-        grouped.setdefault(target, []).extend(records)
-        sources.setdefault(target, []).append(path.name)
+    read = [(path, target, _read_official_file(path, source, target[0], skip_bad, report, progress)) for path, target in chosen]
+    for path, target, records in read:  # then split Super-CLEVR by level (LEVEL_SPLITS)
+        by_level = path.stem in LEVEL_SPLITS and path.stem not in (mapping or {})
+        for split, part in (_split_by_level(path, records, levels or LEVEL_SPLITS[path.stem]) if by_level else {target[1]: records}).items():
+            grouped.setdefault((target[0], split), []).extend(part)
+            sources.setdefault((target[0], split), []).append(path.name)
 
     # derive the Reason-RFT stage splits from each training set
     datasets: dict[tuple[str, str], list[data.Record]] = {}
@@ -177,6 +224,27 @@ def import_official(
             report.counts[f"{task}/{split}"] = len(records)
         atomic_write_json(tmp / "import.json", {"source": str(source), "stage1_size": stage1, "counts": report.counts, "skipped": report.skipped, "ignored_files": report.ignored_files, "missing_files": report.missing_files})
     return report
+
+
+def _split_by_level(path: Path, records: list[data.Record], levels: dict[str, str]) -> dict[str, list[data.Record]]:
+    """Records of one file by the split their ``level`` names; one line naming every level of
+    the file (and how many records have it) when a record has none or an unmapped one."""
+    parts: dict[str, list[data.Record]] = {}
+    unknown = []
+    for rec in records:
+        split = level_split(rec.meta["level"], levels) if "level" in rec.meta else None
+        if split is None:
+            unknown.append(rec)
+        else:
+            parts.setdefault(split, []).append(rec)
+    if unknown:
+        counts: dict[str, int] = {}
+        for rec in records:
+            key = repr(rec.meta["level"]) if "level" in rec.meta else "(no level)"
+            counts[key] = counts.get(key, 0) + 1
+        found = ", ".join(f"{k} ({n})" for k, n in counts.items())
+        raise UserError(f"{path}: record id {unknown[0].id!r}: level {unknown[0].meta.get('level', '(none)')!r} names no split; the file's levels: {found}; map them with --levels LEVEL=SPLIT,... (e.g. D=test-ood-d,M=test-ood-m)")
+    return parts
 
 
 def _read_official_file(path: Path, root: Path, task: str, skip_bad: bool, report: ImportReport, progress: bool) -> list[data.Record]:
@@ -310,7 +378,7 @@ def export_dataset(data_dir: str | os.PathLike, out: str | os.PathLike, task_nam
             image = keys[0] if len(keys) == 1 else keys
             meta.append({"id": rec.id, "image": image, "problem": rec.problem, "cot": rec.cot or "", "answer": rec.answer})
             tokens = "<image>" * len(keys)
-            ans.append(_sharegpt(rec.id, image, keys, tokens + task.build_prompt(rec.problem, rec.answer, "answer"), rec.answer))
+            ans.append(_sharegpt(rec.id, image, keys, tokens + task.build_prompt(data.prompt_problem(rec, "answer"), rec.answer, "answer"), rec.answer))
             if has_cot:
                 cot.append(_sharegpt(rec.id, image, keys, tokens + task.build_prompt(rec.problem, rec.answer, "cot"), data.sft_target(rec, "cot")))
             row = {"id": rec.id, "image": image, "problem": rec.problem, "solution": rec.answer}

@@ -13,6 +13,8 @@ The definitions follow the paper (see ``shared/reference/reason-rft.md`` section
 - ``accuracy``: exact string match of the stripped answer blocks; only when the completion
   has no ``<answer>`` tag, fall back to math_verify.
 - ``math_accuracy``: cosine-tolerance reward on numbers, exact match on anything else.
+- ``answer_match_score`` (evaluation only, not a reward): the official evaluator's scorer,
+  exact match or math_verify on the answer block.
 - ``func_accuracy`` / ``full_func_accuracy``: scores of a predicted transformation program.
 
 Every scorer runs in time linear in the input: the paper's regexes are re-implemented with
@@ -102,6 +104,30 @@ def accuracy_score(text: str, solution: str) -> float:
     return 1.0 if _math_verify_equal(text[-MATH_VERIFY_TAIL:], solution[-MATH_VERIFY_TAIL:]) else 0.0
 
 
+def answer_match_score(text: str, solution: str) -> float:
+    """The official evaluator's score for counting and structure (evaluation, not training).
+
+    Take the first answer block (DOTALL), or the whole text when there is none; 1 if its
+    stripped text equals the stripped gold, or if math_verify accepts it (the official
+    ``verify(parse(prediction), parse(gold))``), else 0. Unlike ``accuracy_score`` (the
+    training reward), math_verify also runs when there is a block, so ``9 objects``,
+    ``10.0``, ``\\frac{315}{1}`` or ``x = 5`` score 1 against ``9``/``10``/``315``/``5``.
+    Consequences of math_verify kept as they are, for equal numbers: it reads the last number
+    of a text (``9 or 10`` scores 0 against 9, ``10 or 9`` scores 1) and finds no letter (a
+    choice scores only by string equality: ``(B)`` scores 0 against ``B``). The one
+    departure: math_verify reads the last ``MATH_VERIFY_TAIL`` characters of each side, so
+    the score is bounded in time on any input.
+    """
+    gold = extract_answer(solution)
+    block = answer_block(text)
+    pred = (block if block is not None else text).strip()
+    if pred == gold:
+        return 1.0
+    if not pred or not gold:
+        return 0.0
+    return 1.0 if _math_verify_equal(pred[-MATH_VERIFY_TAIL:], gold[-MATH_VERIFY_TAIL:], prediction_first=True) else 0.0
+
+
 def math_accuracy_score(text: str, solution: str, eps1: float = 0.05, eps2: float = 0.20) -> float:
     """The paper's tolerance reward: full credit within ``eps1`` relative error, none beyond
     ``eps2``, a cosine ramp between. Non-numbers (choice letters) score by exact match.
@@ -175,7 +201,10 @@ def func_sequence_score(text: str, solution: str, *, partial: bool = True, repea
     return item * total
 
 
-def _math_verify_equal(text: str, solution: str) -> bool:
+def _math_verify_equal(text: str, solution: str, prediction_first: bool = False) -> bool:
+    """math_verify's equivalence of two short texts. The training reward calls
+    ``verify(gold, prediction)`` as the reference trainer does; ``prediction_first`` gives
+    the reference evaluator's ``verify(prediction, gold)``."""
     from math_verify import parse, verify
 
     # math_verify's timeouts use signal.alarm, which only works on the main thread; off it,
@@ -184,7 +213,9 @@ def _math_verify_equal(text: str, solution: str) -> bool:
     try:
         gold = parse(solution, parsing_timeout=seconds)
         pred = parse(text, parsing_timeout=seconds)
-        return bool(gold) and bool(pred) and bool(verify(gold, pred, timeout_seconds=seconds))
+        if not (gold and pred):
+            return False
+        return bool(verify(pred, gold, timeout_seconds=seconds) if prediction_first else verify(gold, pred, timeout_seconds=seconds))
     except Exception:  # math_verify raises on unparsable or timed-out input: not a match
         return False
 

@@ -13,11 +13,18 @@ GRPO on a CPU cannot take every prompt of a large set: it runs ``grpo_steps`` st
 ``grpo_prompts`` prompts over its records (``grpo_steps=0``: one pass over all of them).
 
 Writes ``OUT/results.{md,json,csv}``, ``OUT/accuracy_bars.png`` and, per trained paradigm,
-``OUT/curves-<paradigm>.png`` (rewards, completion length, KL, loss over steps).
+``OUT/curves-<paradigm>.png`` (rewards, completion length, KL, loss over steps). Every
+accuracy carries n and a 95% interval over questions (``reasonrft.stats``); for tasks with
+answer groups (structure: choice / non-choice) the tables break each split down by group.
+A last row, the most-frequent-answer baseline (always the training set's most frequent
+answer), shows the level a model must beat to read the image at all. ``results.csv`` holds
+one line per (row, split or average, group): n, accuracy, interval, method.
 
 ``reasonrft sweep --task T --budgets 400,800,1600``: ``compare`` at each budget, then
 ``OUT/data_efficiency.png``: accuracy against training samples (log x), in-domain and
-domain-shift panels, with the zero-shot level and the stage-1 activation point marked.
+domain-shift panels, with the zero-shot level and the stage-1 activation point marked, and
+``OUT/sweep.{json,md}``: per budget and paradigm, in-domain and domain-shift accuracy with
+their intervals.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reasonrft import data, modeling, plots
+from reasonrft import data, modeling, plots, stats
 from reasonrft.config import build
 from reasonrft.io import atomic_write_json, atomic_write_text
 from reasonrft.report import markdown_table
@@ -104,7 +111,9 @@ def run_compare(config: CompareConfig) -> dict:
         print(f"[compare] {paradigm}: {timings[paradigm]} s", flush=True)
 
     # report
-    result = {"task": task.name, "base": str(base), "rows": rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
+    test_sets = {s: data.load_dataset(out / "data" / s)[: config.n_eval] for s in task.test_splits}
+    baseline = evaluate.most_frequent_answer_baseline(task, [r.answer for r in data.load_dataset(train_dir)[: config.n_train]], test_sets, config.seed)
+    result = {"task": task.name, "base": str(base), "rows": rows, "baseline": _row(baseline, ""), "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
     _write_report(result, task, out)
     return result
 
@@ -141,7 +150,13 @@ def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: 
 def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out: Path) -> dict:
     cfg = build(evaluate.EvalConfig, dict(model=str(model_dir), task=task.name, data_root=str(out / "data"), n=config.n_eval, output_dir=str(out / "eval" / name), prompt_style=EVAL_STYLE.get(name, "cot"), max_new_tokens=config.max_new_tokens, seed=config.seed))
     summary = _finished_eval(cfg) or evaluate.run(cfg)
-    return {"splits": summary["splits"], "average": summary["average"], "model": str(model_dir)}
+    return _row(summary, str(model_dir))
+
+
+def _row(summary: dict, model: str) -> dict:
+    """What a results row keeps of an evaluation summary."""
+    keys = ("splits", "average", "average_ci95", "average_ci_method", "shift_splits", "shift_average", "shift_average_ci95", "shift_average_ci_method", "answer")
+    return {**{k: summary[k] for k in keys if k in summary}, "model": model}
 
 
 def _finished_eval(cfg: evaluate.EvalConfig) -> dict | None:
@@ -152,6 +167,8 @@ def _finished_eval(cfg: evaluate.EvalConfig) -> dict | None:
     if not (done.is_file() and weights.is_file()) or done.stat().st_mtime < weights.stat().st_mtime:
         return None
     summary = json.loads(done.read_text())
+    if "average_ci95" not in summary:  # written before summaries had intervals
+        return None
     paths = ("model", "output_dir", "data_root")
     same = all(Path(summary["config"].get(k) or ".").resolve() == Path(getattr(cfg, k) or ".").resolve() for k in paths)
     same = same and all(summary["config"].get(k) == v for k, v in vars(cfg).items() if k not in paths)
@@ -160,23 +177,60 @@ def _finished_eval(cfg: evaluate.EvalConfig) -> dict | None:
 
 def _write_report(result: dict, task: Task, out: Path) -> None:
     splits = list(task.test_splits)
+    named = [(TITLES[name], row) for name, row in result["rows"].items()]
+    baseline = (f"Most frequent answer ({result['baseline']['answer']!r} always)", result["baseline"])
     header = ["paradigm"] + splits + ["AVG", "ID", "OOD AVG"]
-    table_rows = []
-    for name, row in result["rows"].items():
-        accs = [row["splits"][s]["accuracy"] for s in splits]
-        ood = accs[1:]
-        table_rows.append([TITLES[name]] + accs + [row["average"], accs[0], round(sum(ood) / len(ood), 2)])
-    md = f"# {task.name}: five paradigms\n\nAccuracy (%), {result['config']['n_eval']} questions per split; training budget {result['config']['n_train']} samples.\n\n" + markdown_table(header, table_rows)
+    cells = [[title] + [stats.format_ci(row["splits"][s]) for s in splits] + [_fmt(row, "average"), stats.format_ci(row["splits"][splits[0]]), _fmt(row, "shift_average")] for title, row in named + [baseline]]
+    n = {s: result["baseline"]["splits"][s]["n"] for s in splits}
+    md = (
+        f"# {task.name}: five paradigms\n\nAccuracy (%) with its 95% interval over questions "
+        f"({', '.join(f'{s}: n = {n[s]}' for s in splits)}); training budget {result['config']['n_train']} samples. "
+        "Intervals: Wilson for 0/1 scores, else a seeded bootstrap over questions; AVG and OOD AVG (the domain-shift splits' mean): "
+        "the splits' Wilson intervals combined (MOVER), or the bootstrap for partial scores.\n\n" + markdown_table(header, cells)
+    )
+    groups = _groups(result["baseline"], splits)
+    if groups:
+        group_header = ["paradigm"] + [f"{s} {g} (n = {result['baseline']['splits'][s]['groups'][g]['n']})" for s, g in groups] + [f"{s} overall" for s in splits]
+        group_cells = [[title] + [stats.format_ci(row["splits"][s].get("groups", {}).get(g)) for s, g in groups] + [stats.format_ci(row["splits"][s]) for s in splits] for title, row in named + [baseline]]
+        md += "\nBy group (structure: choice / non-choice answers; transformation: program length):\n\n" + markdown_table(group_header, group_cells)
     atomic_write_text(out / "results.md", md + f"\nWall time: {result['total_s']} s.\n")
     atomic_write_json(out / "results.json", result)
     buf = io.StringIO()
-    csv.writer(buf).writerows([header] + table_rows)
+    csv.writer(buf).writerows(_csv_lines(named + [baseline], splits))
     atomic_write_text(out / "results.csv", buf.getvalue())
-    plots.accuracy_bars(table_rows, header, out / "accuracy_bars.png", title=f"{task.name}: accuracy by paradigm")
+    numbers = [[title] + [row["splits"][s]["accuracy"] for s in splits] + [row["average"], row["splits"][splits[0]]["accuracy"], row["shift_average"]] for title, row in named]
+    plots.accuracy_bars(numbers, header, out / "accuracy_bars.png", title=f"{task.name}: accuracy by paradigm")
     for name in (n for n in result["rows"] if n != "zero-shot"):  # the base's own log is not this experiment's
         state = Path(result["rows"][name]["model"]) / "trainer_state.json"
         plots.training_curves(state, out / f"curves-{name}.png", title=f"{TITLES[name]} on {task.name}")
     print("\n" + md)
+
+
+CSV_HEADER = ["paradigm", "split", "group", "n", "accuracy", "ci95_low", "ci95_high", "ci_method"]
+
+
+def _csv_lines(rows: list[tuple[str, dict]], splits: list[str]) -> list[list]:
+    """One line per (row, split, group) of ``CSV_HEADER``; ``split`` AVG / OOD AVG for the averages."""
+    lines: list[list] = [CSV_HEADER]
+    for title, row in rows:
+        for split in splits:
+            entry = row["splits"][split]
+            for group, e in [("all", entry)] + sorted(entry.get("groups", {}).items()):
+                lines.append([title, split, group, e["n"], e["accuracy"], *(e["ci95"] or ["", ""]), e["ci_method"]])
+        n_all = sum(row["splits"][s]["n"] for s in splits)
+        n_shift = sum(row["splits"][s]["n"] for s in row["shift_splits"])
+        lines.append([title, "AVG", "all", n_all, row["average"], *(row["average_ci95"] or ["", ""]), row.get("average_ci_method", "")])
+        lines.append([title, "OOD AVG", "all", n_shift, row["shift_average"], *(row["shift_average_ci95"] or ["", ""]), row.get("shift_average_ci_method", "")])
+    return lines
+
+
+def _groups(row: dict, splits: list[str]) -> list[tuple[str, str]]:
+    return [(s, g) for s in splits for g in row["splits"][s].get("groups", {})]
+
+
+def _fmt(row: dict, key: str) -> str:
+    """An average of a row (``average`` or ``shift_average``) with its interval."""
+    return stats.format_ci({"accuracy": row[key], "ci95": row.get(f"{key}_ci95")}) if row.get(key) is not None else "-"
 
 
 @dataclass
@@ -198,15 +252,30 @@ def run_sweep(config: SweepConfig) -> dict:
         values = dict(config.compare, task=config.task, out=str(Path(config.out) / f"n{budget}"), n_train=budget)
         values.setdefault("stage1", min(1600, budget // 2))
         results[budget] = run_compare(build(CompareConfig, values, source="sweep"))
-    summary = {str(b): {name: {"id": row["splits"][get_task(config.task).test_splits[0]]["accuracy"], "ood": _ood(row, config.task), "samples": _samples(name, r["config"])} for name, row in r["rows"].items()} for b, r in results.items()}
+    in_domain = get_task(config.task).test_splits[0]
+    summary = {str(b): {name: _sweep_entry(row, in_domain, _samples(name, r["config"])) for name, row in r["rows"].items()} for b, r in results.items()}
     atomic_write_json(Path(config.out) / "sweep.json", summary)
+    atomic_write_text(Path(config.out) / "sweep.md", _sweep_markdown(summary, config.task))
     plots.data_efficiency(summary, Path(config.out) / "data_efficiency.png", title=f"{config.task}: accuracy vs training samples")
     return summary
 
 
-def _ood(row: dict, task_name: str) -> float:
-    splits = get_task(task_name).test_splits[1:]
-    return round(sum(row["splits"][s]["accuracy"] for s in splits) / len(splits), 2)
+def _sweep_entry(row: dict, in_domain: str, samples: int) -> dict:
+    """A sweep point: in-domain and domain-shift accuracy, each with n and its 95% interval."""
+    entry = row["splits"][in_domain]
+    n_shift = sum(row["splits"][s]["n"] for s in row["shift_splits"])
+    return {"id": entry["accuracy"], "id_ci95": entry["ci95"], "id_n": entry["n"], "ood": row["shift_average"], "ood_ci95": row["shift_average_ci95"], "ood_n": n_shift, "samples": samples}
+
+
+def _point(entry: dict | None, key: str) -> str:
+    return stats.format_ci({"accuracy": entry[key], "ci95": entry[f"{key}_ci95"]}) if entry else "-"
+
+
+def _sweep_markdown(summary: dict, task_name: str) -> str:
+    names = [n for n in TITLES if any(n in rows for rows in summary.values())]
+    header = ["budget"] + [f"{TITLES[n]} {kind}" for n in names for kind in ("ID", "OOD")]
+    cells = [[b] + [_point(rows.get(n), k) for n in names for k in ("id", "ood")] for b, rows in summary.items()]
+    return f"# {task_name}: accuracy (%) against training samples\n\nIn-domain (ID) and domain-shift average (OOD), each with its 95% interval over questions.\n\n" + markdown_table(header, cells)
 
 
 def _samples(name: str, config: dict) -> int:

@@ -104,13 +104,15 @@ def sample_scene(rng: random.Random, n: int, shapes: tuple[str, ...], image_size
     """``n`` objects with random attributes, placed so that no two overlap heavily."""
     while True:
         placed: list[Obj] = []
+        boxes: list[tuple[float, float, int]] = []  # the placed objects' screen geometry, computed once each
         for _ in range(n):
             attrs = dict(shape=rng.choice(shapes), color=rng.choice(COLORS), size=rng.choice(SIZES), material=rng.choice(MATERIALS))
             for _attempt in range(60):
                 obj = Obj(**attrs, x=round(rng.uniform(-1, 1), 3), z=round(rng.uniform(0, 1), 3))
-                cx, by, px = _screen_geometry(obj, image_size)
-                if all(_apart((cx, by, px), _screen_geometry(o, image_size)) for o in placed):
+                box = _screen_geometry(obj, image_size)
+                if all(_apart(box, other) for other in boxes):
                     placed.append(obj)
+                    boxes.append(box)
                     break
             else:
                 break  # this layout is too crowded: start the scene again
@@ -271,7 +273,7 @@ TASK = register(
         generate=generate,
         prompt=prompt,
         accuracy_reward="accuracy",
-        score=rewards.accuracy_score,
+        score=rewards.answer_match_score,  # the official evaluator's scorer (not the training reward)
         corpus=lambda: [COT_INSTRUCTION, ZERO_SHOT_INSTRUCTION, " ".join(SHAPES + OOD_SHAPES + COLORS + SIZES + MATERIALS)],
     )
 )
