@@ -106,14 +106,17 @@ def test_model_init_is_reproducible(tmp_path):
     assert digests[0] == digests[1]
 
 
-def test_starting_model_prefers_the_given_model_then_builds_once(nano_model, tmp_path):
+def test_starting_model_prefers_the_given_model_then_builds_once(nano_model, tmp_path, monkeypatch):
     assert modeling.starting_model(nano_model, tmp_path / "unused") == (Path(nano_model), False)
-    if modeling.shipped_base() is None:
-        built, fresh = modeling.starting_model("", tmp_path / "fresh")
-        assert fresh and (built / "config.json").is_file()
-        stamp = (built / "model.safetensors").stat().st_mtime_ns
-        assert modeling.starting_model("", tmp_path / "fresh") == (built, True)
-        assert (built / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    shipped = modeling.shipped_base()
+    if shipped is not None:
+        assert modeling.starting_model("", tmp_path / "unused") == (shipped, False)
+    monkeypatch.setattr(modeling, "shipped_base", lambda: None)  # as in a package without a base
+    built, fresh = modeling.starting_model("", tmp_path / "fresh")
+    assert fresh and (built / "config.json").is_file() and not (tmp_path / "unused").exists()
+    stamp = (built / "model.safetensors").stat().st_mtime_ns
+    assert modeling.starting_model("", tmp_path / "fresh") == (built, True)
+    assert (built / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
 
 
 def test_max_pixels_bounds_the_image_tokens_and_is_saved(nano_model, tmp_path):
@@ -159,14 +162,18 @@ def test_bad_pixel_limits_are_one_line_config_errors(stage, limits, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-def test_grpo_with_vllm_refuses_bounds_that_vllm_would_not_use(nano_model):
-    from reasonrft.errors import UserError
+def test_grpo_with_vllm_gives_vllm_the_runs_image_bounds(nano_model, tmp_path):
+    """vLLM loads a symlinked view of the model whose image processor has the run's bounds; the
+    model directory itself is left as it was."""
     from reasonrft.stages import grpo
 
-    grpo._check_vllm_pixels(nano_model, modeling.load_processor(nano_model))
-    grpo._check_vllm_pixels(nano_model, modeling.load_processor(nano_model, max_pixels=224 * 224))  # the directory's own
-    with pytest.raises(UserError, match="use_vllm=true: vLLM sizes images by"):
-        grpo._check_vllm_pixels(nano_model, modeling.load_processor(nano_model, max_pixels=112 * 112))
+    own = modeling.load_processor(nano_model, max_pixels=224 * 224)  # the directory's own bounds
+    assert grpo.vllm_model_dir(nano_model, own, tmp_path / "view") == nano_model and not (tmp_path / "view").exists()
+    before = (Path(nano_model) / "processor_config.json").read_text()
+    view = grpo.vllm_model_dir(nano_model, modeling.load_processor(nano_model, max_pixels=112 * 112), tmp_path / "view")
+    assert modeling.pixel_limits(modeling.load_processor(view))[1] == 112 * 112
+    assert (Path(view) / "model.safetensors").resolve() == (Path(nano_model) / "model.safetensors").resolve()
+    assert (Path(nano_model) / "processor_config.json").read_text() == before
 
 
 def test_the_shipped_base_loads_with_plain_transformers_and_sees():

@@ -66,6 +66,10 @@ SIZES: dict[str, ModelSize] = {
     "nano": ModelSize(256, 4, 4, 2, 768, 2, 128, 4, 2048, 224 * 224),
     # about 35 M parameters: for a GPU
     "small": ModelSize(512, 8, 8, 4, 1536, 4, 256, 4, 4096, 224 * 224),
+    # nano's language model with a vision tower that costs what Qwen2-VL-2B's does relative to
+    # its LM at the GRPO recipe's image size (448 px images: 1,024 patches, 256 visual tokens;
+    # the FLOP arithmetic is in benchmarks/bench_grpo.py): for benchmarks on a CPU
+    "2b-proportioned": ModelSize(256, 4, 4, 2, 768, 4, 128, 4, 2048, 448 * 448),
 }
 
 
@@ -335,7 +339,9 @@ def _check_model_dir(path: str | os.PathLike) -> str:
 
 
 def load_model(path: str | os.PathLike, dtype: Any = None):
-    """``AutoModelForImageTextToText.from_pretrained`` of a local directory, with a clear error."""
+    """``AutoModelForImageTextToText.from_pretrained`` of a local directory, with a clear error.
+    ``dtype`` None keeps the checkpoint's own (transformers' ``"auto"``: bf16 for real Qwen2-VL),
+    right for inference; training passes ``torch.float32`` (``stages.common.load_training_model``)."""
     from transformers import AutoModelForImageTextToText
 
     path = _check_model_dir(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reasonrft import data, modeling
 from reasonrft.config import to_dict
-from reasonrft.stages.common import TrainingConfig, freeze_vision, lora_config, main_process_first, resume_checkpoint, save_final, weights_source, trainer_common_args
+from reasonrft.stages.common import TrainingConfig, freeze_vision, load_training_model, lora_config, main_process_first, resume_checkpoint, save_final, saved_dtype, trainer_common_args
 
 
 @dataclass(kw_only=True)
@@ -36,22 +36,29 @@ class SFTStageConfig(TrainingConfig):
 
 
 def run(config: SFTStageConfig) -> Path:
+    trainer, processor, checkpoint, records = build_trainer(config)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    stage = {"stage": "sft", **to_dict(config), "records": len(records)}
+    return save_final(trainer, processor, config.output_dir, stage, dtype=saved_dtype(config))
+
+
+def build_trainer(config: SFTStageConfig):
+    """The TRL ``SFTTrainer`` of a run, ready to ``train``, with what ``run`` needs after it:
+    ``(trainer, processor, checkpoint to resume from or None, training records)``. Separate so
+    that tests can inspect the real trainer (its config, collator, batches) without training."""
     from trl import SFTConfig, SFTTrainer
 
-    # setup
+    from reasonrft import console
+
     processor = modeling.load_processor(config.model, config.min_pixels, config.max_pixels)
     with main_process_first():  # one process generates OUT/data, the others then read it
         task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
     train_set = data.to_hf_dataset(data.sft_rows(task, records, config.paradigm))
     checkpoint = resume_checkpoint(config.output_dir, config.resume)
-    model = modeling.load_model(weights_source(config, checkpoint))
+    model = load_training_model(config, checkpoint)  # fp32 master weights
     if config.freeze_vision:
         freeze_vision(model)
     args = SFTConfig(**trainer_common_args(config), max_length=None, completion_only_loss=True, remove_unused_columns=False)
-
-    # train
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=processor, peft_config=lora_config(config))
-    trainer.train(resume_from_checkpoint=checkpoint)
-
-    # save
-    return save_final(trainer, processor, config.output_dir, {"stage": "sft", **to_dict(config), "records": len(records)})
+    console.attach(trainer, "sft", model=config.model, data=config.data, records=len(records), paradigm=config.paradigm, out=config.output_dir)
+    return trainer, processor, checkpoint, records
