@@ -91,6 +91,76 @@ def test_bad_records_name_file_and_record(tmp_path, rows, message):
     assert message in str(e.value) and str(d / "data.json") in str(e.value)
 
 
+def test_image_count_follows_the_record_task_else_the_stage_task(tmp_path):
+    rows = [{"id": "a", "image": "images/a.png", "problem": "q", "answer": "3"}]
+    d = _write_rows(tmp_path, rows)
+    assert len(data.load_dataset(d, task="counting")) == 1
+    with pytest.raises(UserError, match=r"record 0 \(id 'a'\): 1 image\(s\), but task 'transformation' takes 2"):
+        data.load_dataset(d, task="transformation")
+    _write_rows(tmp_path, [{**rows[0], "image": ["images/a.png", "images/a.png"], "task": "transformation"}])
+    assert len(data.load_dataset(d, task="counting")) == 1  # the record's own task decides
+    _write_rows(tmp_path, [{**rows[0], "image": ["images/a.png", "images/a.png"]}])
+    with pytest.raises(UserError, match=r"2 image\(s\), but task 'counting' takes 1"):
+        data.load_dataset(d, task="counting")
+
+
+def _with_valid_crcs(png: bytes) -> bytes:
+    """``png`` with every chunk's CRC recomputed, so only a decode can find what is broken."""
+    import struct
+    import zlib
+
+    out, pos = bytearray(png[:8]), 8
+    while pos + 12 <= len(png):
+        (length,) = struct.unpack_from(">I", png, pos)
+        chunk = png[pos + 4 : pos + 8 + length]
+        out += png[pos : pos + 8 + length] + struct.pack(">I", zlib.crc32(chunk))
+        pos += 12 + length
+    return bytes(out)
+
+
+def _corruptions(png: bytes) -> dict[str, bytes]:
+    middle = len(png) // 2
+    zeroed = png[:100] + bytes(200) + png[300:]
+    return {
+        "zero bytes": b"",
+        "not an image": b"hello",
+        "truncated": png[:middle],
+        "a flipped byte in the pixel stream": png[:middle] + bytes([png[middle] ^ 0xFF]) + png[middle + 1 :],
+        "zeroed pixel stream": zeroed,
+        "zeroed pixel stream, CRCs valid": _with_valid_crcs(zeroed),  # PIL's verify() passes this one
+    }
+
+
+def test_image_check_decodes_in_full(tmp_path):
+    """Every generated PNG takes the fast path and PIL agrees; each corruption is refused
+    (PIL's ``verify()`` would pass the flipped and zeroed pixel streams: it never inflates)."""
+    import io
+
+    from PIL import Image
+
+    from reasonrft.image_check import BadImage, _png_decodes, check_image
+
+    records = data.generate_records(get_task("transformation"), "train", 2) + data.generate_records(get_task("counting"), "train", 2)
+    out = data.write_dataset(tmp_path / "ds", records)
+    pngs = sorted((out / "images").iterdir())
+    assert len(pngs) == 6 and all(_png_decodes(p.read_bytes()) for p in pngs)
+    for mode in ("L", "LA", "RGBA", "P", "I;16"):  # plain layouts on the fast path; palette and 16-bit grey via PIL
+        buf = io.BytesIO()
+        Image.new(mode, (9, 5)).save(buf, format="PNG")
+        (tmp_path / f"{mode.replace(';', '')}.png").write_bytes(buf.getvalue())
+        check_image(str(tmp_path / f"{mode.replace(';', '')}.png"))
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(tmp_path / "x.jpg")
+    check_image(str(tmp_path / "x.jpg"))
+    for name, blob in [*_corruptions(pngs[0].read_bytes()).items(), ("truncated JPEG", (tmp_path / "x.jpg").read_bytes()[:-40])]:
+        bad = tmp_path / "bad.img"
+        bad.write_bytes(blob)
+        with pytest.raises(BadImage):
+            check_image(str(bad))
+            pytest.fail(f"{name}: accepted")
+    with pytest.raises(BadImage, match="image not found"):
+        check_image(str(tmp_path / "nowhere.png"))
+
+
 def test_solution_field_is_accepted_as_answer(tmp_path):
     d = _write_rows(tmp_path, [{"id": "x", "image": "images/a.png", "problem": "q", "solution": "<answer>3</answer>"}])
     assert data.load_dataset(d)[0].answer == "<answer>3</answer>"
@@ -117,3 +187,21 @@ def test_trl_rows(tmp_path):
     assert data.sft_rows(task, recs, "answer")[0]["completion"][0]["content"] == recs[0].answer
     grpo = data.grpo_rows(task, recs)[0]
     assert grpo["solution"] == recs[0].answer and "<answer>" in grpo["prompt"][0]["content"]
+
+
+def test_atomic_outputs_get_the_usual_file_modes(tmp_path):
+    """mkstemp/mkdtemp create 0600/0700; a report or dataset must be readable like any file."""
+    import os
+    import stat
+
+    from reasonrft.io import atomic_dir, atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.html", "<p>hi</p>")
+        with atomic_dir(tmp_path / "data") as tmp:
+            (tmp / "x.txt").write_text("x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o755

@@ -4,14 +4,9 @@ the option and split statistics, determinism, prompts and scoring."""
 from __future__ import annotations
 
 import collections
-import hashlib
-import io
 import math
-import os
 import random
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -171,33 +166,8 @@ def test_prompt_variants():
     assert all(word in corpus for word in ("circumference", "trapezoid", "Choices:", "Round to one decimal place."))
 
 
-# --------------------------------------------------------------------------- determinism, config
-
-
-FINGERPRINT = """
-import hashlib, io
-from reasonrft.tasks import get_task
-
-def fingerprint(split, idx, seed=0):
-    s = get_task("structure").sample(split, idx, seed=seed)
-    buffer = io.BytesIO()
-    s.images[0].save(buffer, format="PNG")
-    return hashlib.sha256(buffer.getvalue() + repr((s.problem, s.cot, s.answer, dict(s.meta))).encode()).hexdigest()
-"""
-namespace: dict = {}
-exec(FINGERPRINT, namespace)
-fingerprint = namespace["fingerprint"]
-
-
-def test_deterministic_within_and_across_processes():
-    items = [("train", 3), ("test-id", 5), ("test-ood", 7)]
-    here = [fingerprint(split, idx) for split, idx in items]
-    assert here == [fingerprint(split, idx) for split, idx in reversed(items)][::-1]  # order-independent
-    assert fingerprint("train", 3) != fingerprint("train", 3, seed=1)
-    code = FINGERPRINT + f"print(' '.join(fingerprint(s, i) for s, i in {items!r}))"
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}  # another str-hash salt must not matter
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split() == here
+# --------------------------------------------------------------------------- config
+# (determinism within and across processes: tests/test_tasks_contract.py, for every task and split)
 
 
 def test_image_size_config():

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 from PIL import Image
 
 from reasonrft.errors import UserError
+from reasonrft.image_check import BadImage, check_image
 from reasonrft.io import atomic_dir, atomic_write_json
 from reasonrft.tasks import Sample, Task, get_task
 
@@ -105,14 +106,47 @@ def write_dataset(out: str | os.PathLike, records: Iterable[Record], info: dict 
 _REQUIRED = {"id": (str, int), "image": (str, list), "problem": (str,)}
 
 
-def load_dataset(directory: str | os.PathLike, check_images: bool = True) -> list[Record]:
-    """Read and validate ``directory/data.json``; image paths become absolute."""
+def load_dataset(directory: str | os.PathLike, check_images: bool = True, task: str | None = None) -> list[Record]:
+    """Read and validate ``directory/data.json``; image paths become absolute.
+
+    Every check runs here, before a stage loads a model or trains a step, so that bad data
+    stops a run at once with one line naming the file, the record and the image, rather than
+    a traceback mid-run: the fields and their types (the answer must be a string), the number
+    of images a record's task takes (the record's ``task``, else ``task``, the stage's), and,
+    with ``check_images``, that every image exists and decodes in full
+    (``image_check.check_image``, about 0.3 ms per 224 px PNG)."""
     directory = Path(directory)
     path = directory / DATA_FILE if directory.is_dir() else directory
     base = path.parent
     if not path.is_file():
         raise UserError(f"{path}: dataset file not found (expected a directory with {DATA_FILE})")
-    return [parse_record(row, i, path, base, check_images) for i, row in enumerate(read_json_list(path))]
+    records = []
+    for i, row in enumerate(read_json_list(path)):
+        record = parse_record(row, i, path, base, check_images=False, string_answer=True)
+        where = f"{path}: record {i} (id {record.id!r})"
+        _check_image_count(record, record.task or task, where)
+        if check_images:
+            for image in record.images:
+                try:
+                    check_image(image)
+                except BadImage as e:
+                    raise UserError(f"{where}: image {image}: {e}") from None
+        records.append(record)
+    return records
+
+
+def _check_image_count(record: Record, task_name: str | None, where: str) -> None:
+    """One image per problem, two for before/after tasks; a family that mixes kinds
+    (pretraining's ``perception``) takes from one up to its ``num_images``."""
+    if not task_name:
+        return
+    try:
+        task = get_task(task_name)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+    n = len(record.images)
+    if n != task.num_images and not (task.pretraining and 1 <= n <= task.num_images):
+        raise UserError(f"{where}: {n} image(s), but task {task.name!r} takes {task.num_images}")
 
 
 def read_json_list(path: Path) -> list:
@@ -126,8 +160,10 @@ def read_json_list(path: Path) -> list:
     return rows
 
 
-def parse_record(row: Any, index: int, path: Path, base: Path, check_images: bool = True) -> Record:
-    """Validate one official-format record; ``answer`` may also come as ``solution``."""
+def parse_record(row: Any, index: int, path: Path, base: Path, check_images: bool = True, string_answer: bool = False) -> Record:
+    """Validate one official-format record; ``answer`` may also come as ``solution``. The
+    published files may hold numeric answers (``string_answer=False``, the importer's case:
+    they become strings); a dataset directory holds strings only (``load_dataset``)."""
     where = f"{path}: record {index}"
     if not isinstance(row, dict):
         raise UserError(f"{where}: expected an object, got {type(row).__name__}")
@@ -141,6 +177,8 @@ def parse_record(row: Any, index: int, path: Path, base: Path, check_images: boo
     answer = row.get("answer", row.get("solution"))
     if answer is None:
         raise UserError(f"{where}: missing field 'answer' (or 'solution')")
+    if string_answer and not isinstance(answer, str):
+        raise UserError(f"{where}: field 'answer' must be a string, got {type(answer).__name__}")
     if not isinstance(answer, (str, int, float)):
         raise UserError(f"{where}: field 'answer' must be a string or a number, got {type(answer).__name__}")
     images = row["image"] if isinstance(row["image"], list) else [row["image"]]
@@ -169,11 +207,20 @@ def sft_target(record: Record, paradigm: str) -> str:
     return f"<think>\n{record.cot}\n</think>\n<answer>\n{record.answer}\n</answer>"
 
 
+def prompt_problem(record: Record, style: str) -> str:
+    """The problem text a prompt style asks: for the bare styles (``answer``, ``zero-shot``)
+    the record's ``problem_no_prompt`` when it carries one (the published GeoMath records hold
+    the problem with and without the dataset's own instruction; the reference evaluator asks
+    the bare one there), else ``problem``. The importer keeps that field in ``meta``."""
+    bare = record.meta.get("problem_no_prompt") if style != "cot" else None
+    return bare if isinstance(bare, str) and bare.strip() else record.problem
+
+
 def user_message_with_images(task: Task, record: Record, style: str) -> dict:
     """The user turn for generation: every image first, then the prompt text, the layout
     TRL builds for training (so evaluation prompts match training prompts token for token)."""
     content: list[dict] = [{"type": "image"} for _ in record.images]
-    content.append({"type": "text", "text": task.build_prompt(record.problem, record.answer, style)})
+    content.append({"type": "text", "text": task.build_prompt(prompt_problem(record, style), record.answer, style)})
     return {"role": "user", "content": content}
 
 
@@ -185,7 +232,7 @@ def sft_rows(task: Task, records: list[Record], paradigm: str) -> list[dict]:
     return [
         {
             "images": rec.images,
-            "prompt": [{"role": "user", "content": task.build_prompt(rec.problem, rec.answer, style)}],
+            "prompt": [{"role": "user", "content": task.build_prompt(prompt_problem(rec, style), rec.answer, style)}],
             "completion": [{"role": "assistant", "content": sft_target(rec, paradigm)}],
         }
         for rec in records
@@ -221,12 +268,12 @@ def resolve_training_data(task_name: str, data: str, n_train: int, seed: int, of
     generated (``n_train`` items of the task's training split, written under ``scratch``)."""
     task = get_task(task_name)
     if data:
-        records = load_dataset(data)
+        records = load_dataset(data, task=task.name)
     else:
         out = scratch / f"{task.name}-{task.train_split}-s{seed}-n{n_train}"
         if not (out / DATA_FILE).is_file():
             write_dataset(out, generate_records(task, task.train_split, n_train, seed, progress=True), {"task": task.name, "split": task.train_split, "seed": seed})
-        records = load_dataset(out)
+        records = load_dataset(out, task=task.name)
     if offset < 0 or limit < 0:
         raise UserError(f"data_offset and data_limit must be >= 0 (got {offset}, {limit})")
     records = records[offset : offset + limit if limit else None]
