@@ -8,6 +8,9 @@ bash scripts/bootstrap.sh
 export TOKENIZERS_PARALLELISM=false
 case "${1:-}" in
     demo) shift; exec .venv/bin/reasonrft demo "$@" ;;
-    test) shift; exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout 900 "$@" ;;
+    test) shift
+        # headless Chromium for the report's browser test; without one the test skips, saying why
+        if browser=$(bash scripts/install_browser.sh); then export REASONRFT_CHROMIUM="$browser"; else export REASONRFT_CHROMIUM_SKIP="$browser"; fi
+        exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout 900 "$@" ;;
     *) echo "usage: ./run.sh demo|test [args]" >&2; exit 2 ;;
 esac

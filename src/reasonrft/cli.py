@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--skip-bad", action="store_true", help="leave out bad records (and report how many) instead of stopping")
     imp.add_argument("--stage1", type=_positive_int, default=1600, help="size of the Reason-RFT stage-1 split (default 1600)")
     imp.add_argument("--map", action="append", default=[], metavar="NAME=TASK/SPLIT", help="map another file (name without .json) to a task split; NAME=- ignores it")
+    imp.add_argument("--levels", metavar="LEVEL=SPLIT,...", help="Super-CLEVR: which split each record's `level` goes to (default: D=test-ood-d,M=test-ood-m, case and a DS- prefix ignored)")
     exp = dat.add_parser("export", help="write a dataset directory in the official Meta-JSON, ShareGPT (ANS/CoT-SFT) and RL formats")
     exp.add_argument("--data", required=True, help="a dataset directory")
     exp.add_argument("--out", required=True)
@@ -93,12 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--task")
     sweep.add_argument("--budgets", help="comma-separated training-set sizes, e.g. 400,800,1600")
     sweep.add_argument("--out")
+    rep = sub.add_parser("report", help="write RUN_DIR/report.html: tables, plots, predictions with images, GRPO rollouts")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a demo, compare, sweep, eval or GRPO output directory")
+    rep.add_argument("--n", type=_positive_int, default=24, help="questions shown per split (default 24)")
+    _add_verbose(parser)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``--verbose`` on the command and on every subcommand (``reasonrft --verbose demo`` and
+    ``reasonrft demo --verbose`` both work); a subcommand's default does not hide the top one."""
+    parser.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS, help="show every library message, bar and warning (also: REASONRFT_VERBOSE=1)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_verbose(child, top=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.verbose:
+        os.environ["REASONRFT_VERBOSE"] = "1"  # reasonrft.console.VERBOSE_ENV; accelerate workers inherit it
     try:
         COMMANDS[(args.command, getattr(args, "action", None))](args)
     except UserError as e:
@@ -150,7 +167,7 @@ def _data_show(args) -> None:
 def _data_import(args) -> None:
     from reasonrft import official
 
-    report = official.import_official(args.source, args.out, skip_bad=args.skip_bad, stage1=args.stage1, mapping=official.parse_mapping(args.map))
+    report = official.import_official(args.source, args.out, skip_bad=args.skip_bad, stage1=args.stage1, mapping=official.parse_mapping(args.map), levels=official.parse_levels(args.levels))
     print("\n".join(report.lines()))
     print(f"imported into {report.out} (one dataset directory per task/split; summary in import.json)")
 
@@ -175,16 +192,45 @@ def _stage(module: str, config_cls: str, extra: Callable | None = None) -> Calla
             overrides += extra(args)
         config = load_config(getattr(mod, config_cls), args.config, overrides)
         _check_paths(config)
+        _check_backend()
+        _quiet()
         result = mod.run(config)
         if isinstance(result, dict) and "output_dir" in result:
+            from reasonrft.html_report import report_when_done
             from reasonrft.stages.evaluate import summary_markdown
 
             print(summary_markdown(result))
             print(f"predictions and summary in {result['output_dir']}")
+            report_when_done(result["output_dir"])
         elif result is not None:
             print(f"done: {result}")
 
     return command
+
+
+def _quiet() -> None:
+    """Once the input is checked, before any model loads: silence library noise (not with --verbose)."""
+    from reasonrft import console
+
+    console.quiet_libraries()
+
+
+def _report(args) -> None:
+    from reasonrft.html_report import write_report
+
+    print(f"report written to {write_report(args.run_dir, per_split=args.n)}")
+
+
+def _check_backend() -> None:
+    """FSDP (``accelerate launch`` with an FSDP config) needs GPUs: on a CPU accelerate either
+    raises from every process (``fsdp_sync_module_states``) or silently trains plain DDP. Say so
+    in one line instead; DDP (``cpu_2proc.yaml``) and DeepSpeed ZeRO-2 do run on a CPU."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return
+    import torch
+
+    if not torch.accelerator.is_available():
+        raise UserError("FSDP needs GPUs, and this machine has none; on a CPU use recipes/accelerate/cpu_2proc.yaml (DDP) or zero2.yaml (DeepSpeed ZeRO-2) with mixed_precision 'no'")
 
 
 def _check_paths(config) -> None:
@@ -230,6 +276,7 @@ def _demo(args) -> None:
     from reasonrft.stages import demo
 
     config = load_config(demo.DemoConfig, args.config, list(args.overrides), out=args.out)
+    _quiet()
     demo.run(config)
 
 
@@ -240,7 +287,9 @@ def _pretrain(args) -> None:
     from reasonrft.stages import pretrain
 
     overrides = list(args.overrides) + ([f"out={json.dumps(args.out)}"] if args.out else [])  # a JSON string is a YAML string
-    out = pretrain.run(load_config(pretrain.PretrainConfig, args.config, overrides))
+    config = load_config(pretrain.PretrainConfig, args.config, overrides)
+    _quiet()
+    out = pretrain.run(config)
     print(f"base model written to {out} (config: {out / pretrain.CONFIG_FILE})")
 
 
@@ -251,10 +300,21 @@ def _experiment(kind: str) -> Callable:
 
         flags = {"task": args.task, "out": args.out, "budgets": getattr(args, "budgets", None)}
         overrides = list(args.overrides) + [f"{k}=[{v}]" if k == "budgets" else f"{k}={v}" for k, v in flags.items() if v]
+        from pathlib import Path
+
+        from reasonrft.html_report import report_when_done
+
         if kind == "compare":
-            experiment.run_compare(load_config(experiment.CompareConfig, args.config, overrides))
+            config = load_config(experiment.CompareConfig, args.config, overrides)
+            _quiet()
+            experiment.run_compare(config)
         else:
-            experiment.run_sweep(load_config(experiment.SweepConfig, args.config, overrides))
+            config = load_config(experiment.SweepConfig, args.config, overrides)
+            _quiet()
+            experiment.run_sweep(config)
+            for budget in sorted(config.budgets):  # each budget is a compare with its own report
+                report_when_done(Path(config.out) / f"n{budget}", announce=False)
+        report_when_done(config.out)
 
     return command
 
@@ -273,6 +333,7 @@ COMMANDS: dict[tuple[str, str | None], Callable] = {
     ("pretrain", None): _pretrain,
     ("compare", None): _experiment("compare"),
     ("sweep", None): _experiment("sweep"),
+    ("report", None): _report,
 }
 
 if __name__ == "__main__":

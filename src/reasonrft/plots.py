@@ -21,6 +21,25 @@ CURVES = (
 
 def training_curves(state_file: str | os.PathLike, out: str | os.PathLike, title: str = "") -> Path | None:
     """A PNG with one panel per logged curve of ``trainer_state.json``; None if nothing was logged."""
+    fig = _curves_figure(state_file, title)
+    return _save(fig, out) if fig is not None else None
+
+
+def training_curves_png(state_file: str | os.PathLike, title: str = "") -> bytes | None:
+    """The same figure as PNG bytes, for a page that embeds it (``html_report``)."""
+    import io
+
+    fig = _curves_figure(state_file, title)
+    if fig is None:
+        return None
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _curves_figure(state_file: str | os.PathLike, title: str):
     state_file = Path(state_file)
     if not state_file.is_file():
         return None
@@ -42,7 +61,7 @@ def training_curves(state_file: str | os.PathLike, out: str | os.PathLike, title
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    return _save(fig, out)
+    return fig
 
 
 def _pyplot():

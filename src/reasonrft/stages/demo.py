@@ -7,17 +7,21 @@ Run: ``reasonrft demo [--out runs/demo] [key=value ...]``. Steps:
 3. evaluate the untrained model;
 4. stage 1, CoT-SFT (reasoning activation), then evaluate;
 5. stage 2, GRPO (reasoning reinforcement) from the SFT model, then evaluate;
-6. write ``OUT/results.{md,json}``, ``OUT/grpo_curves.png`` and print the table.
+6. write ``OUT/results.{md,json}``, ``OUT/grpo_curves.png`` and ``OUT/report.html`` (the
+   predictions of every model side by side, with the images, and GRPO's rollouts), and print
+   the table.
+
+The console shows one header line, one progress bar and one summary line per stage
+(``reasonrft.console``); ``--verbose`` shows everything the libraries print.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasonrft import data, modeling, plots
+from reasonrft import console, data, html_report, modeling, plots
 from reasonrft.config import build
 from reasonrft.io import atomic_write_json, atomic_write_text
 from reasonrft.report import markdown_table
@@ -58,16 +62,16 @@ def run(config: DemoConfig) -> dict:
 
     def lap(name: str, t0: float) -> None:
         timings[name] = round(time.time() - t0, 1)
-        print(f"[demo] {name}: {timings[name]} s", flush=True)
 
     # 1-2. model and data
     t0 = time.time()
     base, fresh = modeling.starting_model(config.model, out / "model-init", config.size, config.seed)  # fresh: vision tower untrained
-    print(f"[demo] starting from {'a freshly built nano model' if fresh else base}", flush=True)
+    console.header("demo", task=task.name, model="a freshly built nano model" if fresh else base, train=config.n_train, test=f"{config.n_eval} per split", out=out)
     train_dir = data.write_dataset(out / "data" / task.train_split, data.generate_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
     for split in task.test_splits:
         data.write_dataset(out / "data" / split, data.generate_records(task, split, config.n_eval, config.seed), {"task": task.name, "split": split, "seed": config.seed})
     lap("model and data", t0)
+    console.done("data", t0, f"{config.n_train} {task.train_split} + {config.n_eval} x {len(task.test_splits)} test problems -> {console.short_path(out / 'data')}")
 
     def evaluate_model(model_dir: Path, name: str) -> dict:
         t = time.time()
@@ -98,10 +102,12 @@ def run(config: DemoConfig) -> dict:
     table = markdown_table(["model"] + splits + ["AVG"], rows)
     curves = plots.training_curves(Path(grpo_dir) / "trainer_state.json", out / "grpo_curves.png", title=f"GRPO on {task.name}")
     total = round(time.time() - started, 1)
-    text = f"# reasonrft demo: {task.name}\n\nAccuracy (%), {config.n_eval} questions per split.\n\n{table}\nWall time: {total} s ({json.dumps(timings)}).\n"
+    laps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
+    text = f"# reasonrft demo: {task.name}\n\nAccuracy (%), {config.n_eval} questions per split.\n\n{table}\nWall time: {total:.0f} s ({laps}).\n"
     atomic_write_text(out / "results.md", text)
     atomic_write_json(out / "results.json", {"task": task.name, "results": {k: {"splits": v["splits"], "average": v["average"]} for k, v in results.items()}, "timings_s": timings, "total_s": total, "config": vars(config)})
     print("\n" + text)
     if curves:
         print(f"GRPO training curves: {curves}")
+    html_report.report_when_done(out)
     return results
