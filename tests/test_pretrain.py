@@ -8,16 +8,18 @@ that reproduces it, and a loss that fell.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import yaml
 
-from reasonrft import modeling, pretrain_data, rewards
+from reasonrft import dense_targets, modeling, pretrain_data, rewards
 from reasonrft.data import Record
 from reasonrft.tasks import counting, get_task, task_names
-from reasonrft.tasks.perception import COT_INSTRUCTION, DIAGRAM_QUESTIONS, KINDS, place
+from reasonrft.tasks.perception import COPY_QUESTION, COT_INSTRUCTION, DIAGRAM_QUESTIONS, KINDS, PerceptionConfig, in_split, place
 
 N = 120
+BANNED = ("Subtract", "Add ", "transformation", "change_", "find x", "Find", "Choices", "How many objects are left", "Round to")  # the tasks' question types
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +34,10 @@ def bare(r: Record) -> tuple[str, str]:
 
 def test_the_mix_has_every_kind_and_no_task_question(records):
     kinds = {r.meta["kind"] for r in records}
-    assert kinds == set(KINDS)
+    assert kinds == set(KINDS[:5])  # the default mix
     for r in records:
         text = f"{r.problem} {r.answer}"
-        for banned in ("Subtract", "Add ", "transformation", "change_", "find x", "Choices", "How many objects are left"):
+        for banned in BANNED:
             assert banned not in text, (r.id, text)
         assert r.task == "perception" and r.cot is None
 
@@ -107,7 +109,7 @@ def test_answers_are_short(records):
 def test_format_items_are_well_formed_and_think_only_about_what_is_seen(records):
     formatted = [r for r in records if r.meta.get("format")]
     assert 0.08 * N <= len(formatted) <= 0.35 * N  # format_fraction 0.2
-    assert {r.meta["kind"] for r in formatted} == set(KINDS)
+    assert {r.meta["kind"] for r in formatted} == set(KINDS[:5])
     for r in formatted:
         assert r.problem.endswith(COT_INSTRUCTION) and rewards.format_score(r.answer) == 1.0
         assert get_task("perception").score(r.answer, bare(r)[1]) == 1.0
@@ -159,3 +161,168 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
 
     assert cli.main(["pretrain", "--out", str(tmp_path), "size=huge"]) == 2
     assert cli.main(["pretrain", "n_train=5"]) == 2  # no out
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "kind_weights=[1, 2]"]) == 2  # one weight per kind
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "dense_diagram_fraction=1.5"]) == 2
+    assert not (tmp_path / "w").exists()  # nothing written
+
+
+# --------------------------------------------------------------------------- the skills mix and the dense phase
+
+ALL_KINDS = PerceptionConfig(kind_weights=(1,) * len(KINDS))
+
+
+@pytest.fixture(scope="module")
+def skill_records():
+    return pretrain_data.pretrain_records(N, seed=0, perception_config=ALL_KINDS)
+
+
+def test_the_default_mix_is_the_shipped_bases(records):
+    """New kinds have weight 0 by default: the shipped base's data (and its reproduction) is unchanged."""
+    assert {r.meta["kind"] for r in records} == set(KINDS[:5])
+
+
+def test_the_skills_mix_has_every_kind_and_no_task_question(skill_records):
+    assert {r.meta["kind"] for r in skill_records} == set(KINDS)
+    for r in skill_records:
+        text = f"{r.problem} {r.answer}"
+        assert rewards.format_score(r.answer) == float(bool(r.meta.get("format")))
+        for banned in BANNED:
+            assert banned not in text, (r.id, text)
+
+
+def test_count_arithmetic_and_copy_answers_are_exact(skill_records):
+    seen = set()
+    for r in skill_records:
+        kind, (problem, answer) = r.meta["kind"], bare(r)
+        objects = [counting.Obj(**{k: o[k] for k in ("shape", "color", "size", "material", "x", "z")}) for o in r.meta.get("objects", [])]
+        if kind == "count":
+            assert answer == str(len(objects)) and 3 <= len(objects) <= 13
+        elif kind == "count_filtered":
+            flt = tuple(tuple(f) for f in r.meta["filter"])
+            assert 1 <= len(flt) <= 2 and answer == str(sum(counting.matches(o, flt) for o in objects))
+            assert problem == f"How many {counting.phrase(flt, plural=True)} are there?"
+        elif kind == "arithmetic":
+            expression = problem.removeprefix("What is ").removesuffix("?")
+            expected = math.isqrt(int(expression.split()[-1])) if "square root" in expression else int(expression.split()[0]) ** 2 if "squared" in expression else eval(expression)
+            assert answer == str(int(expected)) and r.images[0].size == (56, 56)
+        elif kind == "copy":
+            assert problem == f'{COPY_QUESTION} "{answer}"'
+        else:
+            continue
+        seen.add(kind)
+    assert seen == {"count", "count_filtered", "arithmetic", "copy"}
+
+
+def test_benchmark_items_are_held_out_and_rebuild_alone(skill_records):
+    import importlib.util
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location("bench_base", pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_base.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    train_keys = {r.meta["scene_key"] for r in skill_records}
+    for skill in bench.SKILLS:
+        items = bench.skill_records(skill, 3)
+        assert not {r.meta["scene_key"] for r in items} & train_keys, skill
+        assert all(in_split(r.meta["scene_key"], "test", PerceptionConfig()) for r in items), skill  # never a train scene
+        for r in items:
+            assert not any(banned in f"{r.problem} {r.answer}" for banned in BANNED), (skill, r.problem)
+    assert bench.skill_records("copy", 6)[5].answer == bench.skill_records("copy", 6)[5].answer
+    assert {r.meta["style"] for r in bench.skill_records("count/test-ood-d", 3)} == {"textured"}
+    assert all(r.meta.get("format") for r in bench.skill_records("format", 4))
+
+
+def test_cell_targets_follow_the_scene():
+    near = counting.Obj("cube", "red", "large", "metal", x=0.0, z=0.9)
+    far = counting.Obj("sphere", "blue", "large", "rubber", x=0.05, z=0.8)
+    for scene in ([far, near], [near, far]):
+        targets = dense_targets.cell_targets(scene, 448, 16)  # 448 px: objects span several 28 px cells
+        assert targets["present"].sum() >= 4 and targets["centres"].sum() == 2
+        def covers(obj, k, part):  # the middle ``part`` of cell k's side lies in the object's box, both ways
+            left, top, right, bottom = counting.screen_box(obj, 448)
+            x, y, half = (k % 16 + 0.5) * 28, (k // 16 + 0.5) * 28, 14 * part
+            return left < x - half and x + half < right and top < y - half and y + half < bottom
+
+        both = [k for k in range(256) if covers(near, k, 0.6) and covers(far, k, 0.6)]
+        assert both and all(targets["color"][k] == counting.COLORS.index("red") for k in both)  # the near object occludes the far one
+        assert any(targets["color"][k] == counting.COLORS.index("blue") for k in range(256) if covers(far, k, 0.6) and not covers(near, k, 0.0))
+        assert (targets["color"][targets["present"] == 0] == dense_targets.IGNORE).all()
+
+
+def test_dense_phase_trains_the_vision_tower_and_resumes_exactly(nano_model, tmp_path, monkeypatch):
+    """Three steps straight, or two then an interruption then a restart: the same weights."""
+    import torch
+
+    config = dense_targets.DenseConfig(steps=3, batch_size=2, save_steps=1, eval_every=3, eval_images=4, curriculum_steps=2, warmup_steps=1)
+    straight = modeling.load_model(nano_model)
+    before = {k: v.clone() for k, v in straight.model.visual.state_dict().items()}
+    processor = modeling.load_processor(nano_model)
+    heldout = dense_targets.train(straight, processor, tmp_path / "a", config, log=lambda *a, **k: None)
+    assert set(heldout) >= {"present", "color", "shape", "size", "material", "count"}
+    assert all(not torch.equal(before[k], v) for k, v in straight.model.visual.state_dict().items() if k.endswith("weight"))
+
+    real = dense_targets.scene_item
+
+    def interrupted(split, seed, step, *rest, **options):
+        if split == "train" and step == 2:
+            raise KeyboardInterrupt
+        return real(split, seed, step, *rest, **options)
+
+    resumed = modeling.load_model(nano_model)
+    monkeypatch.setattr(dense_targets, "scene_item", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dense_targets.train(resumed, processor, tmp_path / "b", config, log=lambda *a, **k: None)
+    monkeypatch.setattr(dense_targets, "scene_item", real)
+    resumed = modeling.load_model(nano_model)  # a fresh process: random weights until the checkpoint loads
+    dense_targets.train(resumed, processor, tmp_path / "b", config, log=lambda *a, **k: None)
+    for key, value in straight.model.visual.state_dict().items():
+        assert torch.allclose(value, resumed.model.visual.state_dict()[key], atol=1e-6), key
+
+
+def test_pretrain_with_the_dense_phase_ships_a_plain_model_and_a_restart_resumes(nano_model, tmp_path):
+    import shutil
+
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from reasonrft import cli
+
+    out = tmp_path / "base"
+    shutil.copytree(nano_model, out / "init-nano-s0")  # the random model `model init` would build (saves its 8 s)
+    weights = ",".join(["1"] * len(KINDS))
+    overrides = ["n_train=8", "per_device_train_batch_size=4", "save_steps=2", "logging_steps=1", "dense_steps=2", "dense_batch_size=2", f"kind_weights=[{weights}]", "freeze_vision=true"]
+    assert cli.main(["pretrain", "--out", str(out), "max_steps=2", *overrides]) == 0
+    dense = modeling.load_model(out / "dense" / "model")
+    first = modeling.load_model(out)
+    assert type(first) is Qwen2VLForConditionalGeneration and first.state_dict().keys() == modeling.load_model(nano_model).state_dict().keys()
+    for key, value in first.model.visual.state_dict().items():  # phase 2 reads the dense phase's features, frozen
+        assert torch.equal(value, dense.model.visual.state_dict()[key]), key
+
+    dense_written = (out / "dense" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert cli.main(["pretrain", "--out", str(out), "max_steps=4", "resume=true", *overrides]) == 0
+    assert (out / "dense" / "model" / "model.safetensors").stat().st_mtime_ns == dense_written  # phase 1 reused
+    steps = [h["step"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    assert steps == [1, 2, 3, 4]  # phase 2 continued from checkpoint-2
+
+
+def test_diagram_cells_hold_the_characters_drawn_there():
+    """Every point label of a diagram is the character target of one cell; object targets are ignored."""
+    image, targets, count = dense_targets.scene_item("train", 0, 0, 3, 5, diagram_fraction=1.0)
+    assert count == dense_targets.IGNORE and (targets["color"] == dense_targets.IGNORE).all()
+    with dense_targets.recorded_texts() as texts:
+        import random
+
+        from reasonrft.tasks import perception
+
+        (again,), _, _, meta = perception.diagram(perception.PerceptionConfig(), "train", random.Random(1))
+    cells = dense_targets.text_targets(texts, 224, 8)
+    pixels = again.convert("L").load()
+    for (x, y), text in texts:  # the recorded centre is on the drawn text, in output pixels, and names its cell
+        assert min(pixels[min(223, max(0, round(x) + dx)), min(223, max(0, round(y) + dy))] for dx in range(-5, 6) for dy in range(-5, 6)) < 160, text
+    first = {}
+    for (x, y), text in texts:
+        first.setdefault(int(y // 28) * 8 + int(x // 28), text)
+    assert {k: t[0] for k, t in first.items()} == {k: dense_targets.CHARACTERS[c] for k, c in enumerate(cells["char0"]) if c >= 0}  # other cells: IGNORE
+    written = {"".join(dense_targets.CHARACTERS[cells[f"char{j}"][k]] for j in range(dense_targets.TEXT_SLOTS)).strip() for k in range(64) if cells["char0"][k] >= 0}
+    assert set(meta["labels"]) <= written and {t for _, t in texts} >= written
+    assert dense_targets.geometry_draw._Canvas.text.__qualname__ == "_Canvas.text"  # the renderer restored

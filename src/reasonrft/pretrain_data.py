@@ -20,23 +20,25 @@ from typing import Iterator
 from reasonrft.data import Record, sft_target
 from reasonrft.tasks import get_task
 from reasonrft.tasks.base import Sample
+from reasonrft.tasks.perception import PerceptionConfig
 
 TASK_NAME = "perception"
 CORPUS_SAMPLES = 300
 
 
-def pretrain_records(n: int, seed: int = 0, split: str = "train", offset: int = 0) -> list[Record]:
-    """Items ``offset .. offset+n-1`` of the perception mix (kinds drawn with ``PerceptionConfig.kind_weights``)."""
-    return list(iter_pretrain_records(n, seed, split, offset))
+def pretrain_records(n: int, seed: int = 0, split: str = "train", offset: int = 0, perception_config: PerceptionConfig | None = None) -> list[Record]:
+    """Items ``offset .. offset+n-1`` of the perception mix (kinds drawn with ``PerceptionConfig.kind_weights``;
+    ``perception_config``: another mix, default the family's own)."""
+    return list(iter_pretrain_records(n, seed, split, offset, perception_config))
 
 
-def iter_pretrain_records(n: int, seed: int = 0, split: str = "train", offset: int = 0) -> Iterator[Record]:
+def iter_pretrain_records(n: int, seed: int = 0, split: str = "train", offset: int = 0, perception_config: PerceptionConfig | None = None) -> Iterator[Record]:
     """The same records one at a time (20,000 in memory as PIL images would take gigabytes)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     task = get_task(TASK_NAME)
     for idx in range(offset, offset + n):
-        sample = task.sample(split, idx, seed)
+        sample = task.sample(split, idx, seed, perception_config)
         yield Record(sample.id, list(sample.images), sample.problem, target(sample), None, TASK_NAME, dict(sample.meta))
 
 

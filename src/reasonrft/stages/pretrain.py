@@ -2,12 +2,17 @@
 
 Run: ``reasonrft pretrain --out DIR [--config FILE.yaml] [key=value ...]``. Steps:
 1. ``model init``: a random nano model whose tokenizer knows every task and the perception data;
-2. ``n_train`` generic perception samples (``reasonrft.pretrain_data``) written as a dataset;
-3. answer-only SFT on them, the whole model trained (its vision tower starts random).
+2. with ``dense_steps > 0``, the dense phase (``reasonrft.dense_targets``): the vision tower
+   trained on per-patch targets from the scene graph through temporary heads, then dropped;
+3. ``n_train`` generic perception samples (``reasonrft.pretrain_data``, mix ``kind_weights``) written as a dataset;
+4. answer-only SFT on them, the whole model trained (or, ``freeze_vision``, the language model only).
+
+``resume=true`` continues from the newest checkpoint of whichever phase was running (the
+same command starts and restarts a run).
 
 ``OUT`` ends as a complete model directory (the SFT stage's output) plus
 ``OUT/pretrain_config.yaml``, the exact config that reproduces it. Scratch:
-``OUT/init-SIZE-sSEED`` (the random model), ``OUT/data`` (the dataset), ``OUT/checkpoint-*``
+``OUT/init-SIZE-sSEED`` (the random model), ``OUT/dense`` (the dense phase), ``OUT/data`` (the dataset), ``OUT/checkpoint-*``
 and ``OUT/runs``. ``reasonrft model ship --from OUT`` copies the model files, the config and the
 training log (not the scratch) into the package's ``base`` folder: the shipped base, which the
 demo and the experiments start from.
@@ -16,15 +21,16 @@ demo and the experiments start from.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from reasonrft import data, modeling, pretrain_data
+from reasonrft import data, dense_targets, modeling, pretrain_data
 from reasonrft.config import UserError, build, load_config, to_dict
 from reasonrft.io import atomic_dir, atomic_write_text
 from reasonrft.stages import sft
+from reasonrft.tasks import perception
 
 CONFIG_FILE = "pretrain_config.yaml"
 MAX_SHIPPED_BYTES = 30 * 2**20
@@ -64,14 +70,30 @@ class PretrainConfig:
     logging_steps: int = 10
     save_steps: int = 500
     resume: bool = False
+    # the perception mix: one weight per kind of perception.KINDS; empty: the family's default
+    kind_weights: list[int] = field(default_factory=list)
+    # phase 1, dense per-patch targets for the vision tower (``dense_targets``); 0 steps: none
+    dense_steps: int = 0
+    dense_learning_rate: float = 2e-3
+    dense_batch_size: int = 16
+    dense_curriculum_steps: int = 300  # scenes grow from 1 to 13 objects over these steps
+    dense_diagram_fraction: float = 0.0  # images that are diagrams with per-cell character targets
+    freeze_vision: bool = False  # phase 2 (answer-only SFT) trains only the language model
 
     def __post_init__(self) -> None:
         if self.size not in modeling.SIZES:
             raise ValueError(f"size must be one of {', '.join(modeling.SIZES)}, got {self.size!r}")
         if self.n_train < 1 or self.epochs <= 0 or self.learning_rate <= 0:
             raise ValueError("need n_train >= 1, epochs > 0 and learning_rate > 0")
-        if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
+        if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1 or self.dense_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
+        if self.dense_steps < 0 or self.dense_learning_rate <= 0 or not 0 <= self.dense_diagram_fraction <= 1:
+            raise ValueError("need dense_steps >= 0, dense_learning_rate > 0 and dense_diagram_fraction in [0, 1]")
+        if self.kind_weights:
+            perception.PerceptionConfig(kind_weights=tuple(self.kind_weights))  # validates
+
+    def perception_config(self) -> perception.PerceptionConfig:
+        return perception.PerceptionConfig(kind_weights=tuple(self.kind_weights)) if self.kind_weights else perception.PerceptionConfig()
 
 
 def run(config: PretrainConfig) -> Path:
@@ -82,9 +104,13 @@ def run(config: PretrainConfig) -> Path:
     init = out / f"init-{config.size}-s{config.seed}"
     if not (init / "config.json").is_file():
         modeling.init_model(config.size, init, seed=config.seed)
-    dataset = out / "data" / f"perception-train-s{config.seed}-n{config.n_train}"
+    if config.dense_steps:
+        init = dense_phase(config, init, out / "dense")
+    mix = "-w" + "-".join(map(str, config.kind_weights)) if config.kind_weights else ""
+    dataset = out / "data" / f"perception-train-s{config.seed}-n{config.n_train}{mix}"
     if not (dataset / data.DATA_FILE).is_file():
-        data.write_dataset(dataset, pretrain_data.iter_pretrain_records(config.n_train, config.seed), {"task": pretrain_data.TASK_NAME, "split": "train", "seed": config.seed})
+        records = pretrain_data.iter_pretrain_records(config.n_train, config.seed, perception_config=config.perception_config())
+        data.write_dataset(dataset, records, {"task": pretrain_data.TASK_NAME, "split": "train", "seed": config.seed})
 
     # train: answer-only SFT of the whole model on the perception set
     stage = build(
@@ -105,14 +131,37 @@ def run(config: PretrainConfig) -> Path:
             max_steps=config.max_steps,
             per_device_train_batch_size=config.per_device_train_batch_size,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
-            freeze_vision=False,
+            freeze_vision=config.freeze_vision,
             logging_steps=config.logging_steps,
             save_steps=config.save_steps,
-            resume=config.resume,
+            resume=config.resume and any(out.glob("checkpoint-*")),  # a restart still in phase 1 has none yet
         ),
         source="pretrain",
     )
     return sft.run(stage)
+
+
+def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
+    """Phase 1: the vision tower of the random model ``init`` trained on dense per-patch
+    targets; returns ``WORK/model``, a plain Qwen2-VL directory (the temporary heads stay in
+    ``WORK/dense-checkpoint.pt``). With ``resume`` it continues from that checkpoint (or
+    reuses a finished ``WORK/model``); without, it starts over."""
+    import torch
+
+    model_dir = work / "model"
+    if config.resume and (model_dir / "config.json").is_file():
+        return model_dir
+    if not config.resume:
+        shutil.rmtree(work, ignore_errors=True)
+    torch.manual_seed(config.seed)
+    model, processor = modeling.load_model(init), modeling.load_processor(init)
+    dense = dense_targets.DenseConfig(steps=config.dense_steps, batch_size=config.dense_batch_size, learning_rate=config.dense_learning_rate,
+                                      curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed)
+    dense_targets.train(model, processor, work, dense)
+    with atomic_dir(model_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    return model_dir
 
 
 def ship(source: str | Path, dest: str | Path | None = None) -> Path:

@@ -55,7 +55,8 @@ from reasonrft.tasks import counting, structure, transformation
 from reasonrft.tasks.base import Sample, Task, register
 
 SPLITS = ("train", "test")
-KINDS = ("single", "describe", "attribute", "diagram", "two_images")
+KINDS = ("single", "describe", "attribute", "diagram", "two_images", "count", "count_filtered", "arithmetic", "copy")
+TEXT_KINDS = ("arithmetic", "copy")  # no scene: a blank image (TRL's vision collator wants one per row)
 SINGLE_WEIGHTS = {"color": 3, "shape": 2, "material": 1}  # size needs a reference object
 # attribute-question types and their weights: counts are kept a minority (< 1/4 of the kind)
 QUESTION_WEIGHTS = {"color": 3, "shape": 2, "material": 1, "size": 1, "count": 1, "count_filtered": 1}
@@ -94,7 +95,9 @@ class PerceptionConfig:
     attribute_max_objects: int = 10
     two_images_max_objects: int = 4
     holdout_modulus: int = 10  # 1 in this many scene keys belongs to the test split
-    kind_weights: tuple[int, ...] = (2, 1, 1, 1, 1)  # relative frequency of each of KINDS
+    kind_weights: tuple[int, ...] = (2, 1, 1, 1, 1, 0, 0, 0, 0)  # relative frequency of each of KINDS (the shipped base's mix)
+    count_min_objects: int = 3  # the ``count`` and ``count_filtered`` kinds: a counting task's whole range and more
+    count_max_objects: int = 13
     single_min_zoom_widths: float = 1.6  # train zoom crops: the smallest side, in object widths
     format_fraction: float = 0.2  # items asked in the think/answer format
 
@@ -111,6 +114,8 @@ class PerceptionConfig:
             raise ValueError("need 1 <= describe_min_objects <= describe_max_objects <= 8")
         if not 2 <= self.attribute_min_objects <= self.attribute_max_objects <= 12:
             raise ValueError("need 2 <= attribute_min_objects <= attribute_max_objects <= 12")
+        if not 1 <= self.count_min_objects <= self.count_max_objects <= 13:
+            raise ValueError("need 1 <= count_min_objects <= count_max_objects <= 13")
         if not 2 <= self.two_images_max_objects <= 6:
             raise ValueError(f"two_images_max_objects must be in [2, 6], got {self.two_images_max_objects}")
         if not 2 <= self.holdout_modulus <= 1000:
@@ -200,8 +205,9 @@ def identifying_filter(rng: random.Random, scene: list[counting.Obj], target: co
     return None
 
 
-def attribute(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
-    qtype = rng.choices(list(QUESTION_WEIGHTS), weights=list(QUESTION_WEIGHTS.values()))[0]
+def attribute(config: PerceptionConfig, split: str, rng: random.Random, qtype: str | None = None) -> tuple[tuple, str, str, dict]:
+    """``qtype`` (one of QUESTION_WEIGHTS) fixes the question type (the skills benchmark); else drawn."""
+    qtype = qtype or rng.choices(list(QUESTION_WEIGHTS), weights=list(QUESTION_WEIGHTS.values()))[0]
     while True:
         scene, key = sample_counting_scene(config, split, rng, config.attribute_min_objects, config.attribute_max_objects, "attribute")
         meta = {"scene_key": key, "question": qtype, "objects": [_counting_dict(o) for o in scene]}
@@ -237,6 +243,97 @@ def _counting_dict(obj: counting.Obj) -> dict:
     return {"shape": obj.shape, "color": obj.color, "size": obj.size, "material": obj.material, "x": obj.x, "z": obj.z, "place": place(obj)}
 
 
+def count(config: PerceptionConfig, split: str, rng: random.Random, style: str = "plain") -> tuple[tuple, str, str, dict]:
+    """How many objects: a counting-style scene of ``count_min_objects`` to ``count_max_objects``
+    (3-13: the counting task's in-domain and test-ood-m range). ``style="textured"`` (striped
+    textures, cones among the shapes: the test-ood-d look) is for the benchmark only, never trained."""
+    shapes = counting.OOD_SHAPES if style == "textured" else counting.SHAPES
+    while True:
+        scene = counting.sample_scene(rng, rng.randint(config.count_min_objects, config.count_max_objects), shapes, config.image_size)
+        key = scene_key("count", (style, scene))
+        if in_split(key, split, config):
+            break
+    meta = {"scene_key": key, "question": "count", "style": style, "objects": [_counting_dict(o) for o in scene]}
+    return (counting.render(scene, config.image_size, style),), "How many objects are there?", str(len(scene)), meta
+
+
+def count_filtered(config: PerceptionConfig, split: str, rng: random.Random, n_attributes: int | None = None) -> tuple[tuple, str, str, dict]:
+    """How many objects match one or two attribute values ("How many large green objects are
+    there?"); the values come from an object of the scene 85% of the time (else the answer may be 0)."""
+    n_attributes = n_attributes or rng.choice((1, 2))
+    while True:
+        scene = counting.sample_scene(rng, rng.randint(config.count_min_objects, config.count_max_objects), counting.SHAPES, config.image_size)
+        key = scene_key("count_filtered", scene)
+        if in_split(key, split, config):
+            break
+    names = sorted(rng.sample(counting.ATTRIBUTES, n_attributes), key=counting.ATTRIBUTES.index)
+    source = rng.choice(scene)
+    flt = tuple((name, source.get(name) if rng.random() < 0.85 else rng.choice(_values(name))) for name in names)
+    meta = {"scene_key": key, "question": f"count_filtered{n_attributes}", "filter": [list(f) for f in flt], "objects": [_counting_dict(o) for o in scene]}
+    question = f"How many {counting.phrase(flt, plural=True)} are there?"
+    return (counting.render(scene, config.image_size, "plain"),), question, str(sum(counting.matches(o, flt) for o in scene)), meta
+
+
+# --------------------------------------------------------------------------- text only: arithmetic, copying
+
+ARITHMETIC_FAMILIES = ("sum", "difference", "product", "quotient", "square", "root")
+COPY_QUESTION = "Copy this phrase exactly:"
+
+
+def blank_image() -> Image.Image:
+    """The image of a text-only item: 56 px of grey (4 image tokens after merging)."""
+    return Image.new("RGB", (56, 56), (128, 128, 128))
+
+
+def arithmetic(config: PerceptionConfig, split: str, rng: random.Random, family: str | None = None) -> tuple[tuple, str, str, dict]:
+    """One operation on the numbers the tasks use, as text: sums and differences up to 30 (the
+    counting task's steps), products, exact quotients, squares and roots (behind structure's
+    answers). A bare expression, never a task's question (no objects, no figure)."""
+    family = family or rng.choice(ARITHMETIC_FAMILIES)
+    while True:
+        if family == "sum":
+            a = rng.randint(0, 30); b = rng.randint(0, 30 - a)
+            question, answer = f"What is {a} + {b}?", a + b
+        elif family == "difference":
+            a = rng.randint(0, 30); b = rng.randint(0, a)
+            question, answer = f"What is {a} - {b}?", a - b
+        elif family == "product":
+            a, b = rng.randint(2, 20), rng.randint(2, 12)
+            question, answer = f"What is {a} * {b}?", a * b
+        elif family == "quotient":
+            b, answer = rng.randint(2, 12), rng.randint(2, 20)
+            question = f"What is {answer * b} / {b}?"
+        elif family == "square":
+            a = rng.randint(2, 30)
+            question, answer = f"What is {a} squared?", a * a
+        else:
+            answer = rng.randint(2, 30)
+            question = f"What is the square root of {answer * answer}?"
+        key = scene_key("arithmetic", question)
+        if in_split(key, split, config):
+            break
+    return (blank_image(),), question, str(answer), {"scene_key": key, "question": family}
+
+
+def copy_phrase(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
+    """A phrase of the tasks' words (object names, numbers, point labels) to repeat exactly."""
+    while True:
+        words = []
+        for _ in range(rng.randint(1, 3)):
+            part = rng.choice(("object", "object", "number", "label"))
+            if part == "object":
+                words.append(" ".join(rng.choice(_values(a)) for a in counting.ATTRIBUTES))
+            elif part == "number":
+                words.append(str(rng.randint(0, 200)))
+            else:
+                words.append("".join(rng.sample("ABCDEFGHKMNOPQRS", rng.randint(1, 3))))
+        phrase = ", ".join(words)
+        key = scene_key("copy", phrase)
+        if in_split(key, split, config):
+            break
+    return (blank_image(),), f'{COPY_QUESTION} "{phrase}"', phrase, {"scene_key": key, "question": "copy"}
+
+
 # --------------------------------------------------------------------------- geometry diagrams
 
 
@@ -244,9 +341,10 @@ def shape_name(family: str, kind: str) -> str:
     return SHAPE_NAMES.get((family, kind)) or SHAPE_NAMES[(family, None)]
 
 
-def diagram(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
-    """A structure-family figure with some of its givens drawn; a question about what is drawn."""
-    qtype = rng.choice(tuple(DIAGRAM_QUESTIONS))
+def diagram(config: PerceptionConfig, split: str, rng: random.Random, qtype: str | None = None) -> tuple[tuple, str, str, dict]:
+    """A structure-family figure with some of its givens drawn; a question about what is drawn
+    (``qtype``, one of DIAGRAM_QUESTIONS, or drawn)."""
+    qtype = qtype or rng.choice(tuple(DIAGRAM_QUESTIONS))
     holdout = structure.StructureConfig().holdout_modulus
     while True:
         family = rng.choice(GEOMETRY_FAMILIES)
@@ -303,12 +401,17 @@ def two_images(config: PerceptionConfig, split: str, rng: random.Random) -> tupl
 # --------------------------------------------------------------------------- sample, prompt
 
 
-GENERATORS = {"single": single, "describe": describe, "attribute": attribute, "diagram": diagram, "two_images": two_images}
+GENERATORS = {"single": single, "describe": describe, "attribute": attribute, "diagram": diagram, "two_images": two_images,
+              "count": count, "count_filtered": count_filtered, "arithmetic": arithmetic, "copy": copy_phrase}
 
 
 def thought(kind: str, meta: dict) -> str:
     """What is seen, for the think block of a format item: the objects left to right, the
     figure and its labels, or how many objects each image holds."""
+    if kind == "arithmetic":
+        return "The question is one operation on two numbers." if meta["question"] in ("sum", "difference", "product", "quotient") else "The question is about one number."
+    if kind == "copy":
+        return "The answer repeats the phrase."
     if kind == "diagram":
         return f"The diagram shows a {meta['shape']} with the points {join(meta['labels'])}."
     if kind == "two_images":
@@ -324,6 +427,17 @@ def generate(config: PerceptionConfig, split: str, rng: random.Random, sample_id
     images, problem, answer, meta = GENERATORS[kind](config, split, rng)
     cot = ""
     if rng.random() < config.format_fraction:
+        problem, cot = f"{problem} {COT_INSTRUCTION}", thought(kind, meta)
+        meta["format"] = True
+    return Sample(id=sample_id, images=tuple(images), problem=problem, cot=cot, answer=answer, meta={"kind": kind, **meta})
+
+
+def make_sample(config: PerceptionConfig, kind: str, split: str, rng: random.Random, sample_id: str = "", ask_format: bool = False, **options) -> Sample:
+    """One item of a given kind (``options``: the generator's fixed choices, e.g. ``qtype``),
+    asked in the think/answer format when ``ask_format``: the skills benchmark's items."""
+    images, problem, answer, meta = GENERATORS[kind](config, split, rng, **options)
+    cot = ""
+    if ask_format:
         problem, cot = f"{problem} {COT_INSTRUCTION}", thought(kind, meta)
         meta["format"] = True
     return Sample(id=sample_id, images=tuple(images), problem=problem, cot=cot, answer=answer, meta={"kind": kind, **meta})
