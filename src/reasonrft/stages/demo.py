@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasonrft import console, data, html_report, modeling, plots
+from reasonrft import console, data, html_report, modeling, plots, stats
 from reasonrft.config import build
 from reasonrft.io import atomic_write_json, atomic_write_text
 from reasonrft.report import markdown_table
@@ -98,14 +98,17 @@ def run(config: DemoConfig) -> dict:
 
     # 6. report
     splits = list(task.test_splits)
-    rows = [[name] + [s["splits"][sp]["accuracy"] for sp in splits] + [s["average"]] for name, s in results.items()]
+    test_sets = {split: data.load_dataset(out / "data" / split, task=task.name) for split in splits}
+    baseline = evaluate.most_frequent_answer_baseline(task, [r.answer for r in data.load_dataset(train_dir, task=task.name)], test_sets, config.seed)
+    named = [*results.items(), (f"always the most frequent training answer ({baseline['answer']})", baseline)]
+    rows = [[name] + [stats.format_ci(s["splits"][sp]) for sp in splits] + [stats.format_ci({"accuracy": s["average"], "ci95": s.get("average_ci95")})] for name, s in named]
     table = markdown_table(["model"] + splits + ["AVG"], rows)
     curves = plots.training_curves(Path(grpo_dir) / "trainer_state.json", out / "grpo_curves.png", title=f"GRPO on {task.name}")
     total = round(time.time() - started, 1)
     laps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
-    text = f"# reasonrft demo: {task.name}\n\nAccuracy (%), {config.n_eval} questions per split.\n\n{table}\nWall time: {total:.0f} s ({laps}).\n"
+    text = f"# reasonrft demo: {task.name}\n\nAccuracy (%) with its 95% interval (Wilson; AVG: MOVER), {config.n_eval} questions per split.\n\n{table}\nWall time: {total:.0f} s ({laps}).\n"
     atomic_write_text(out / "results.md", text)
-    atomic_write_json(out / "results.json", {"task": task.name, "results": {k: {"splits": v["splits"], "average": v["average"]} for k, v in results.items()}, "timings_s": timings, "total_s": total, "config": vars(config)})
+    atomic_write_json(out / "results.json", {"task": task.name, "results": {k: {"splits": v["splits"], "average": v["average"], "average_ci95": v.get("average_ci95")} for k, v in results.items()}, "most_frequent_answer": {"answer": baseline["answer"], "splits": baseline["splits"], "average": baseline["average"]}, "timings_s": timings, "total_s": total, "config": vars(config)})
     print("\n" + text)
     if curves:
         print(f"GRPO training curves: {curves}")
