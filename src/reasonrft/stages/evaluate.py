@@ -86,8 +86,9 @@ def run(config: EvalConfig) -> dict[str, Any]:
     # generate and score, split by split
     rows: list[dict] = []
     for split, records in test_sets.items():
-        completions = generate(model, processor, task, records, config, device, desc=f"eval {task.name}/{split}")
-        rows.extend(score_row(task, split, rec, text) for rec, text in zip(records, completions))
+        scores: list[float] = []
+        completions = generate(model, processor, task, records, config, device, desc=f"eval {task.name}/{split}", scores=scores)
+        rows.extend(score_row(task, split, rec, text, score) for rec, text, score in zip(records, completions, scores, strict=True))
 
     # report
     summary = summarize(task, rows, list(test_sets), seed=config.seed)
@@ -151,8 +152,9 @@ def generation_kwargs(config: EvalConfig) -> dict[str, Any]:
     return kwargs
 
 
-def generate(model: Any, processor: Any, task: Task, records: list[data.Record], config: EvalConfig, device: str, desc: str = "eval") -> list[str]:
-    """One completion per record, in batches, with the KV cache (left padding)."""
+def generate(model: Any, processor: Any, task: Task, records: list[data.Record], config: EvalConfig, device: str, desc: str = "eval", scores: list[float] | None = None) -> list[str]:
+    """One completion per record, in batches, with the KV cache (left padding). Each is scored
+    as it comes, for the bar's running accuracy; pass ``scores`` to receive those scores."""
     import torch
     from tqdm import tqdm
 
@@ -163,7 +165,7 @@ def generate(model: Any, processor: Any, task: Task, records: list[data.Record],
     completions: list[str] = []
     batches = range(0, len(records), config.batch_size)
     bar = tqdm(batches, desc=desc, unit="batch", disable=not config.progress, leave=console.verbose(), ncols=console.columns())
-    scored = 0.0
+    scores = [] if scores is None else scores
     for start in bar:
         batch = records[start : start + config.batch_size]
         texts = [
@@ -175,12 +177,13 @@ def generate(model: Any, processor: Any, task: Task, records: list[data.Record],
             output = model.generate(**inputs, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         completions.extend(processor.batch_decode(new_tokens, skip_special_tokens=True))
-        scored += sum(task.score(text, rec.answer) for rec, text in zip(batch, completions[start:]))
-        bar.set_postfix_str(f"acc={100 * scored / len(completions):.1f}%")  # the running accuracy
+        scores.extend(task.score(text, rec.answer) for rec, text in zip(batch, completions[start:]))
+        bar.set_postfix_str(f"acc={100 * sum(scores) / len(scores):.1f}%")  # the running accuracy
     return completions
 
 
-def score_row(task: Task, split: str, record: data.Record, completion: str) -> dict:
+def score_row(task: Task, split: str, record: data.Record, completion: str, score: float | None = None) -> dict:
+    """The predictions.jsonl row of one completion; ``score`` when already computed."""
     return {
         "id": record.id,
         "split": split,
@@ -189,7 +192,7 @@ def score_row(task: Task, split: str, record: data.Record, completion: str) -> d
         "answer": record.answer,
         "pred": completion,
         "pred_answer": rewards.extract_answer(completion),
-        "score": task.score(completion, record.answer),
+        "score": task.score(completion, record.answer) if score is None else score,
         "format": rewards.format_score(completion),
         "groups": list(task.groups(record.answer)),
     }
