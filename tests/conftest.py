@@ -17,3 +17,25 @@ def nano_model(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("models") / "nano"
     modeling.init_model("nano", out, seed=0, corpus=modeling.training_corpus(samples_per_split=12))
     return str(out)
+
+
+def _solid_colour_records(n: int, prefix: str, rng, size: int) -> list:
+    """``n`` solid-colour images (each colour jittered by up to 20 per channel) asking "What
+    color is the image?": only the pixels carry the answer (chance: 1 in 8)."""
+    from PIL import Image
+
+    from reasonrft import data
+    from reasonrft.tasks.sprites import COLORS
+
+    out = []
+    for i in range(n):
+        color = rng.choice(sorted(COLORS))
+        rgb = tuple(min(255, max(0, v + rng.randint(-20, 20))) for v in COLORS[color])
+        out.append(data.Record(f"{prefix}{i}", [Image.new("RGB", (size, size), rgb)], "What color is the image?", color))
+    return out
+
+
+@pytest.fixture(scope="session")
+def colour_records():
+    """``colour_records(n, prefix, rng, size)``: the learnable problem of the pixel and GRPO-direction tests."""
+    return _solid_colour_records

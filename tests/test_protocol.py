@@ -152,30 +152,13 @@ def test_experiment_feeds_each_paradigm_its_records_and_prompt_style(nano_model,
         assert {Path(c.model).name for c in calls["eval"] if Path(c.output_dir).name == "reason-rft"} == {"reason-rft"}
 
 
-COLORS_TEST_N = 48
-
-
-def _colour_records(n: int, prefix: str, rng: random.Random) -> list:
-    """Solid-colour images with "What color is the image?": only the pixels carry the answer."""
-    from PIL import Image
-
-    from reasonrft.tasks.sprites import COLORS
-
-    out = []
-    for i in range(n):
-        color = rng.choice(sorted(COLORS))
-        rgb = tuple(min(255, max(0, v + rng.randint(-20, 20))) for v in COLORS[color])
-        out.append(data.Record(f"{prefix}{i}", [Image.new("RGB", (56, 56), rgb)], "What color is the image?", color))
-    return out
-
-
-def test_grpo_raises_the_accuracy_reward_and_negated_weights_lower_it(nano_model, tmp_path):
+def test_grpo_raises_the_accuracy_reward_and_negated_weights_lower_it(nano_model, colour_records, tmp_path):
     """A small learnable problem (the colour of a solid image, 8 colours): a briefly ANS-SFT'd
     model answers right some of the time; GRPO on the accuracy reward alone raises its training
     accuracy within a few steps, and the same run with the weight negated drives it to zero.
     Seeded, deterministic on a CPU."""
     rng = random.Random(0)
-    data.write_dataset(tmp_path / "train", _colour_records(160, "train", rng))
+    data.write_dataset(tmp_path / "train", colour_records(160, "train", rng, 56))
     common = dict(task="perception", data=str(tmp_path / "train"), save_steps=10_000, logging_steps=1)
     start = sft.run(build(sft.SFTStageConfig, dict(common, model=nano_model, output_dir=str(tmp_path / "sft"), paradigm="answer", max_steps=8, per_device_train_batch_size=16, gradient_accumulation_steps=1, learning_rate=1e-3, lr_scheduler_type="constant", warmup_steps=0, freeze_vision=False)))
     curves = {}

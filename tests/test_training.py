@@ -124,28 +124,20 @@ def _match(weights: dict[str, torch.Tensor], name: str) -> torch.Tensor:
     return weights[name] if name in weights else weights[next(k for k in weights if k.endswith(name) or name.endswith(k))]
 
 
-def test_pixels_reach_the_model(nano_model, tmp_path):
+def test_pixels_reach_the_model(nano_model, colour_records, tmp_path):
     """Solid-colour images, "What color is the image?": only the pixels carry the answer, so
     a model that learns it (chance: 1 in 8) proves images flow through processor, collator,
     vision tower and generation."""
     import random
 
-    from PIL import Image
-
     from reasonrft import data
     from reasonrft.stages import evaluate
     from reasonrft.tasks import get_task
-    from reasonrft.tasks.sprites import COLORS
 
     rng = random.Random(0)
 
     def records(n: int, prefix: str) -> list:
-        out = []
-        for i in range(n):
-            color = rng.choice(sorted(COLORS))
-            rgb = tuple(min(255, max(0, v + rng.randint(-20, 20))) for v in COLORS[color])
-            out.append(data.Record(f"{prefix}{i}", [Image.new("RGB", (112, 112), rgb)], "What color is the image?", color))
-        return out
+        return colour_records(n, prefix, rng, 112)
 
     data.write_dataset(tmp_path / "train", records(480, "train"))
     out = sft.run(build(sft.SFTStageConfig, dict(model=nano_model, output_dir=str(tmp_path / "sft"), task="perception", paradigm="answer", data=str(tmp_path / "train"), max_steps=30, per_device_train_batch_size=16, gradient_accumulation_steps=1, learning_rate=1e-3, warmup_steps=5, freeze_vision=False, save_steps=10_000)))
