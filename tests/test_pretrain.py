@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import yaml
@@ -151,6 +152,8 @@ def test_pretrain_cli_writes_a_model_and_its_config_and_the_loss_falls(tmp_path)
     assert cli.main(["model", "ship", "--from", str(out), "--to", str(shipped)]) == 0
     assert {"config.json", "model.safetensors", "pretrain_config.yaml", "trainer_state.json"} <= {f.name for f in shipped.iterdir()}
     assert not any(f.is_dir() for f in shipped.iterdir()) and not (shipped / "training_args.bin").exists()
+    stage = json.loads((shipped / "reasonrft_stage.json").read_text())
+    assert stage["output_dir"] == f"runs/{out.name}" and not any(isinstance(v, str) and os.path.isabs(v) for v in stage.values()), stage
     assert modeling.load_model(shipped).state_dict().keys() == model.state_dict().keys()
     assert cli.main(["model", "ship", "--from", str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()

@@ -20,9 +20,12 @@ demo and the experiments start from.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -164,6 +167,20 @@ def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
     return model_dir
 
 
+STAGE_FILE = "reasonrft_stage.json"
+
+
+def _machine_free(value: Any, source: Path) -> Any:
+    """An absolute path inside ``source`` as ``runs/NAME/...`` (what ``pretrain --out runs/NAME``
+    writes); any other absolute path as its last component; anything else as it is."""
+    if not isinstance(value, str) or not os.path.isabs(value):
+        return value
+    path, root = Path(value).resolve(), source.resolve()
+    if path == root or root in path.parents:
+        return str(Path("runs", root.name, path.relative_to(root)))
+    return path.name
+
+
 def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     """Copy a finished pretraining output's model files, ``pretrain_config.yaml`` and
     ``trainer_state.json`` to ``dest`` (default: the package's ``base`` folder), atomically."""
@@ -184,5 +201,8 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     with atomic_dir(dest) as tmp:
         for f in files:
             shutil.copy2(f, tmp / f.name)
+        if (tmp / STAGE_FILE).is_file():  # the package must not carry this machine's paths
+            stage = json.loads((tmp / STAGE_FILE).read_text())
+            (tmp / STAGE_FILE).write_text(json.dumps({k: _machine_free(v, source) for k, v in stage.items()}, indent=2))
         (tmp / "README.md").write_text(CARD.format(size=config.size, params=params, overrides=overrides))
     return dest
