@@ -169,7 +169,7 @@ def resume_checkpoint(output_dir: str, resume: bool) -> str | None:
         problem = checkpoint_problem(checkpoint)
         if problem is None:
             return str(checkpoint)
-        if _is_main_process():
+        if is_main_process():
             print(f"reasonrft: skipping half-written checkpoint {checkpoint} ({problem})", file=sys.stderr, flush=True)
     raise UserError(f"{output_dir}: --resume given but no checkpoint-N directory is complete (each lacks a file or has a truncated one)")
 
@@ -212,7 +212,8 @@ def _complete_safetensors(path: Path) -> bool:
     return size == 8 + n + end
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
+    """Whether this is world process zero, from the launcher's ``RANK`` (no process group needed)."""
     return os.environ.get("RANK", "0") == "0"
 
 

@@ -19,7 +19,7 @@ from reasonrft import data, modeling, vision_dedup
 from reasonrft.config import to_dict
 from reasonrft.errors import UserError
 from reasonrft.rewards import REWARDS
-from reasonrft.stages.common import TrainingConfig, freeze_vision, load_training_model, lora_config, main_process_first, on_gpu, resume_checkpoint, save_final, saved_dtype, source_dtype, trainer_common_args
+from reasonrft.stages.common import TrainingConfig, freeze_vision, is_main_process, load_training_model, lora_config, main_process_first, on_gpu, resume_checkpoint, save_final, saved_dtype, source_dtype, trainer_common_args
 
 
 @dataclass(kw_only=True)
@@ -178,7 +178,7 @@ def vllm_model_dir(model_dir: str, processor, view: Path) -> str:
     low, high = modeling.pixel_limits(processor)
     if modeling.pixel_limits(modeling.load_processor(model_dir)) == (low, high):
         return model_dir
-    if not _is_main():
+    if not is_main_process():
         return str(view)  # the main process wrote it (main_process_first)
     source = Path(model_dir).resolve()
     shutil.rmtree(view, ignore_errors=True)
@@ -194,9 +194,3 @@ def vllm_model_dir(model_dir: str, processor, view: Path) -> str:
     if modeling.pixel_limits(modeling.load_processor(view)) != (low, high):
         raise UserError(f"use_vllm=true: could not give vLLM the image bounds {low}/{high} (the image-processor files of {model_dir} are not in a layout this project knows); set them in those files, or use_vllm=false")
     return str(view)
-
-
-def _is_main() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
