@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -158,6 +159,19 @@ def test_pretrain_cli_writes_a_model_and_its_config_and_the_loss_falls(tmp_path)
     assert cli.main(["model", "ship", "--from", str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
 
+    # init_model: a second run continues the trained model, so it starts where the first ended
+    more = tmp_path / "more"
+    assert cli.main(["pretrain", "--out", str(more), f"init_model={out}", "seed=1", "n_train=8", "max_steps=2", "per_device_train_batch_size=4", "logging_steps=1"]) == 0
+    first = [h["loss"] for h in json.loads((more / "trainer_state.json").read_text())["log_history"] if "loss" in h][0]
+    assert first < losses[0] - 1.0, (first, losses[0])
+    assert not any(more.glob("init-*"))  # no random model made
+    shipped = tmp_path / "shipped-more"
+    assert cli.main(["model", "ship", "--from", str(more), "--to", str(shipped)]) == 0
+    card = (shipped / "README.md").read_text()  # reproduces the chain: the first run, then the one that continued it
+    first_run, second_run = card.index(f"pretrain --out runs/{out.name} "), card.index(f"pretrain --out runs/{more.name} seed=1 ")
+    assert first_run < second_run and f"init_model=runs/{out.name}\n" in card[second_run:], card
+    assert (shipped / f"pretrain_config-{out.name}.yaml").is_file()
+
 
 def test_bad_pretrain_config_is_a_user_error(tmp_path):
     from reasonrft import cli
@@ -166,6 +180,8 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert cli.main(["pretrain", "n_train=5"]) == 2  # no out
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "kind_weights=[1, 2]"]) == 2  # one weight per kind
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "dense_diagram_fraction=1.5"]) == 2
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={tmp_path / 'none'}"]) == 2
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={Path(modeling.__file__).parent / 'base'}", "dense_steps=5"]) == 2
     assert not (tmp_path / "w").exists()  # nothing written
 
 

@@ -44,10 +44,10 @@ A Qwen2-VL of the `{size}` size ({params:,} parameters) pretrained from scratch 
 generic perception data (`reasonrft.tasks.perception`), never on the three tasks' question types.
 It plays Qwen2-VL-Instruct's part: the demo and `reasonrft compare` start from it.
 
-Reproduce (config in `pretrain_config.yaml`, training log in `trainer_state.json`):
+Reproduce (config in `pretrain_config.yaml`{earlier}, training log in `trainer_state.json`):
 
-    reasonrft pretrain --out runs/base{overrides}
-    reasonrft model ship --from runs/base
+{commands}
+    reasonrft model ship --from runs/{name}
 
 How well it sees: `python benchmarks/bench_base.py`; measured figures in docs/results.md.
 """
@@ -82,6 +82,9 @@ class PretrainConfig:
     dense_curriculum_steps: int = 300  # scenes grow from 1 to 13 objects over these steps
     dense_diagram_fraction: float = 0.0  # images that are diagrams with per-cell character targets
     freeze_vision: bool = False  # phase 2 (answer-only SFT) trains only the language model
+    # a model directory (an earlier pretraining output) to continue from instead of a random
+    # init: the dense phase is skipped; give a new ``seed`` so that the data are new samples
+    init_model: str = ""
 
     def __post_init__(self) -> None:
         if self.size not in modeling.SIZES:
@@ -94,6 +97,8 @@ class PretrainConfig:
             raise ValueError("need dense_steps >= 0, dense_learning_rate > 0 and dense_diagram_fraction in [0, 1]")
         if self.kind_weights:
             perception.PerceptionConfig(kind_weights=tuple(self.kind_weights))  # validates
+        if self.init_model and self.dense_steps:
+            raise ValueError("init_model continues a trained model: the dense phase (dense_steps > 0) is for a random init")
 
     def perception_config(self) -> perception.PerceptionConfig:
         return perception.PerceptionConfig(kind_weights=tuple(self.kind_weights)) if self.kind_weights else perception.PerceptionConfig()
@@ -101,10 +106,12 @@ class PretrainConfig:
 
 def run(config: PretrainConfig) -> Path:
     # setup: the config that reproduces the run, a random model, the perception data
+    if config.init_model and not (Path(config.init_model) / "config.json").is_file():
+        raise UserError(f"init_model {config.init_model}: not a model directory (no config.json)")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
-    init = out / f"init-{config.size}-s{config.seed}"
+    init = Path(config.init_model) if config.init_model else out / f"init-{config.size}-s{config.seed}"
     if not (init / "config.json").is_file():
         modeling.init_model(config.size, init, seed=config.seed)
     if config.dense_steps:
@@ -193,16 +200,43 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     size = sum(f.stat().st_size for f in files)
     if size > MAX_SHIPPED_BYTES:
         raise UserError(f"{source}: {size / 2**20:.1f} MB of model files, over the {MAX_SHIPPED_BYTES // 2**20} MB a shipped base may take")
-    config = load_config(PretrainConfig, str(source / CONFIG_FILE))
-    defaults = to_dict(PretrainConfig(out=config.out))
-    changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
-    overrides = "".join(f" {k}={v}" for k, v in changed.items())
+    chain = _chain(source)  # (run directory, its config), first run first
+    commands = "\n".join(f"    reasonrft pretrain --out runs/{run.name}{_overrides(config)}" for run, config in chain)
+    earlier = {f"pretrain_config-{run.name}.yaml": run / CONFIG_FILE for run, _ in chain[:-1]}
     params = modeling.count_parameters(modeling.load_model(source))
     with atomic_dir(dest) as tmp:
         for f in files:
             shutil.copy2(f, tmp / f.name)
+        for name, path in earlier.items():
+            shutil.copy2(path, tmp / name)
         if (tmp / STAGE_FILE).is_file():  # the package must not carry this machine's paths
             stage = json.loads((tmp / STAGE_FILE).read_text())
             (tmp / STAGE_FILE).write_text(json.dumps({k: _machine_free(v, source) for k, v in stage.items()}, indent=2))
-        (tmp / "README.md").write_text(CARD.format(size=config.size, params=params, overrides=overrides))
+        card = CARD.format(size=chain[-1][1].size, params=params, commands=commands, name=source.name,
+                           earlier=f"; of the runs it continued, in {', '.join(f'`{n}`' for n in earlier)}" if earlier else "")
+        (tmp / "README.md").write_text(card)
     return dest
+
+
+def _chain(source: Path) -> list[tuple[Path, PretrainConfig]]:
+    """The pretraining runs that made ``source``: it, and through ``init_model`` the runs it
+    continued (an ``init_model`` path is relative to where that run was started, like ``out``)."""
+    chain: list[tuple[Path, PretrainConfig]] = []
+    run = source
+    while True:
+        config = load_config(PretrainConfig, str(run / CONFIG_FILE))
+        chain.insert(0, (run, config))
+        if not config.init_model:
+            return chain
+        run = Path(config.init_model)
+        if not (run / CONFIG_FILE).is_file() or len(chain) > 16:
+            raise UserError(f"{source}: continues {config.init_model}, which has no {CONFIG_FILE} here to reproduce it from")
+
+
+def _overrides(config: PretrainConfig) -> str:
+    """The ``key=value`` arguments that make ``config`` from the defaults (paths as ``runs/NAME``)."""
+    defaults = to_dict(PretrainConfig(out=config.out))
+    changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
+    if changed.get("init_model"):
+        changed["init_model"] = f"runs/{Path(changed['init_model']).name}"
+    return "".join(f" {k}={json.dumps(v, separators=(',', ':')) if isinstance(v, list) else v}" for k, v in changed.items())
