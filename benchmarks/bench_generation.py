@@ -59,9 +59,9 @@ def end_to_end(name: str, n: int, n_small: int, repeats: int) -> dict:
     split = get_task(name).train_split
     cpu, wall = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
-            small = _cli_run(name, split, n_small, Path(tmp) / "small")
-            large = _cli_run(name, split, n, Path(tmp) / "large")
+        for r in range(repeats):  # a fresh directory each time: replacing one would time deleting it too
+            small = _cli_run(name, split, n_small, Path(tmp) / f"small-{r}")
+            large = _cli_run(name, split, n, Path(tmp) / f"large-{r}")
             cpu.append(large[0] - small[0])
             wall.append(large[1] - small[1])
     marginal = n - n_small

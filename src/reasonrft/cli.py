@@ -149,9 +149,9 @@ def _data_generate(args) -> None:
 
     task = get_task(args.task)
     task.check_split(args.split)
-    records = data.generate_records(task, args.split, args.n, args.seed, progress=True)
+    records = data.iter_records(task, args.split, args.n, args.seed, progress=True)  # each image saved as drawn
     out = data.write_dataset(args.out, records, {"task": task.name, "split": args.split, "seed": args.seed})
-    print(f"{len(records)} samples written to {out}/data.json")
+    print(f"{args.n} samples written to {out}/data.json")
 
 
 def _data_show(args) -> None:

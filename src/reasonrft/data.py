@@ -16,10 +16,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from PIL import Image
 
+from reasonrft import png
 from reasonrft.errors import UserError
 from reasonrft.image_check import BadImage, check_image
 from reasonrft.io import atomic_dir, atomic_write_json
@@ -64,6 +65,13 @@ def _open_image(path: str | os.PathLike) -> Image.Image:
 
 def generate_records(task: Task, split: str, n: int, seed: int = 0, offset: int = 0, progress: bool = False) -> list[Record]:
     """Items ``offset .. offset+n-1`` of ``(task, split, seed)``, in memory."""
+    return list(iter_records(task, split, n, seed, offset, progress))
+
+
+def iter_records(task: Task, split: str, n: int, seed: int = 0, offset: int = 0, progress: bool = False) -> Iterator[Record]:
+    """The same records one at a time (arguments checked now), for ``write_dataset`` to save
+    each as it comes: memory stays flat however large ``n`` is (2,000 counting images held
+    at once took 350 MB)."""
     if n < 0:
         raise UserError(f"the number of samples must be >= 0, got {n}")
     task.check_split(split)
@@ -72,7 +80,7 @@ def generate_records(task: Task, split: str, n: int, seed: int = 0, offset: int 
         from tqdm import tqdm
 
         indices = tqdm(indices, desc=f"{task.name}/{split}", unit="sample")
-    return [Record.from_sample(task.name, task.sample(split, i, seed)) for i in indices]
+    return (Record.from_sample(task.name, task.sample(split, i, seed)) for i in indices)
 
 
 def write_dataset(out: str | os.PathLike, records: Iterable[Record], info: dict | None = None) -> Path:
@@ -86,7 +94,7 @@ def write_dataset(out: str | os.PathLike, records: Iterable[Record], info: dict 
             for k, img in enumerate(rec.images):
                 rel = f"images/{rec.id}.png" if len(rec.images) == 1 else f"images/{rec.id}_{k}.png"
                 if isinstance(img, Image.Image):
-                    img.save(tmp / rel, format="PNG", compress_level=1)
+                    png.save(img, tmp / rel)  # Pillow's pixels, twice as fast (png.py)
                 else:
                     shutil.copyfile(img, tmp / rel)
                 paths.append(rel)
@@ -272,7 +280,7 @@ def resolve_training_data(task_name: str, data: str, n_train: int, seed: int, of
     else:
         out = scratch / f"{task.name}-{task.train_split}-s{seed}-n{n_train}"
         if not (out / DATA_FILE).is_file():
-            write_dataset(out, generate_records(task, task.train_split, n_train, seed, progress=True), {"task": task.name, "split": task.train_split, "seed": seed})
+            write_dataset(out, iter_records(task, task.train_split, n_train, seed, progress=True), {"task": task.name, "split": task.train_split, "seed": seed})
         records = load_dataset(out, task=task.name)
     if offset < 0 or limit < 0:
         raise UserError(f"data_offset and data_limit must be >= 0 (got {offset}, {limit})")
