@@ -7,16 +7,23 @@ Run: ``.venv/bin/python benchmarks/bench_grpo.py [--steps 5] [--configs demo,2b-
 ``backward_s`` and ``other_s`` (optimizer, processor, rewards); ``vision_images_per_step``
 (images through the vision tower, counted by a hook on its patch embedding);
 ``peak_rss_mb`` / ``peak_cuda_mb``), then one per config with each variant's ``speedup``
-(the first variant's s/step divided by its own) and the load average.
+(the first variant's s/step divided by its own), ``speedup_paired`` (the median ratio of the
+same step of the two, which ran back to back), the same against ``base-6fcb999`` when it runs
+but is not first, ``lora_over_full`` (``ours-lora`` / ``ours``, plain and paired) and the load
+average before and after.
 
 Each variant trains in its own process (its own RNG, its own peak memory) from the same
 model, data and seed; the processes take turns, one optimizer step each, so that load from
 other work on the machine hits all of them alike. Every variant is the stage's own trainer
 construction (``reasonrft.stages.grpo``), TRL's ``GRPOTrainer``, with a timing subclass
 patched in for ``trl.GRPOTrainer``:
-- ``vanilla``: ``dedup_images=false``: TRL as it is;
-- ``ours``: the defaults (each distinct image encoded once per pass);
+- ``vanilla``: ``dedup_images=false share_prompt_prefix=false lora_merged_rollouts=false``:
+  TRL as it is;
+- ``ours``: the defaults (each distinct image encoded once per pass, each prompt run once in
+  the log-prob passes and only completions scored, the rollout cache grown in place, LoRA
+  rollouts from merged adapters);
 - ``ours-lora`` / ``vanilla-lora``: the same with ``lora=true``;
+- ``ours-lora-unmerged``: ``ours-lora`` with TRL's rollouts (``lora_merged_rollouts=false``);
 - ``ours-lora-gc``: LoRA with ``gradient_checkpointing=true`` (the old slow LoRA case);
 - ``base-6fcb999``: the stage as of commit 6fcb999, from a worktree (``--base-tree``).
 
@@ -86,16 +93,18 @@ def configs(args, scratch: Path) -> dict[str, dict]:
     demo_model = args.demo_model or str(ROOT / "src" / "reasonrft" / "base")
     common = dict(task="counting", n_train=64, prompts_per_device=2, num_generations=8, seed=0, save_steps=10_000, logging_steps=1000)
     return {
-        "demo": dict(model=demo_model, max_completion_length=200, **common, variants=["vanilla", "base-6fcb999", "ours", "ours-lora", "ours-lora-gc"]),
+        "demo": dict(model=demo_model, max_completion_length=200, **common, variants=["vanilla", "base-6fcb999", "ours", "ours-lora", "ours-lora-unmerged", "ours-lora-gc"]),
         "2b-proportioned": dict(model=str(scratch / "2b-proportioned"), size="2b-proportioned", max_completion_length=128, min_pixels=448 * 448, **common, variants=["vanilla", "ours", "ours-lora"]),
     }
 
 
+TRL_AS_IT_IS = dict(dedup_images=False, share_prompt_prefix=False, lora_merged_rollouts=False)
 VARIANTS = {
-    "vanilla": dict(dedup_images=False),
+    "vanilla": TRL_AS_IT_IS,
     "ours": {},
-    "vanilla-lora": dict(dedup_images=False, lora=True),
+    "vanilla-lora": dict(TRL_AS_IT_IS, lora=True),
     "ours-lora": dict(lora=True),
+    "ours-lora-unmerged": dict(lora=True, lora_merged_rollouts=False),
     "ours-lora-gc": dict(lora=True, gradient_checkpointing=True),
     "base-6fcb999": {},
 }
@@ -240,9 +249,15 @@ def run_config(name: str, config: dict, args, scratch: Path) -> None:
     summary = {"config": name, "baseline": variants[0], "speedup": {r["variant"]: round(base / r["s_per_step"], 2) for r in rows if base and r.get("s_per_step")}}
     # the same step of two variants ran back to back, under nearly the same load: their ratio is steadier
     summary["speedup_paired"] = {v: paired(records[0], records[i], warmup=1) for i, v in enumerate(variants) if i}
+    index = {v: i for i, v in enumerate(variants)}
+    if index.get("base-6fcb999", 0):  # the second baseline, when it is not the first
+        base_i = index["base-6fcb999"]
+        summary["speedup_over_base-6fcb999"] = {r["variant"]: round(rows[base_i]["s_per_step"] / r["s_per_step"], 2) for r in rows if rows[base_i].get("s_per_step") and r.get("s_per_step") and r["variant"] != "base-6fcb999"}
+        summary["speedup_paired_over_base-6fcb999"] = {v: paired(records[base_i], records[i], warmup=1) for v, i in index.items() if v != "base-6fcb999"}
     by = {r["variant"]: r.get("s_per_step") for r in rows}
     if by.get("ours-lora") and by.get("ours"):
         summary["lora_over_full"] = round(by["ours-lora"] / by["ours"], 2)
+        summary["lora_over_full_paired"] = round(1 / paired(records[index["ours"]], records[index["ours-lora"]], warmup=1), 2)
     summary["load_avg_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(summary), flush=True)
 

@@ -22,7 +22,8 @@ repeated work without forking the trainer:
   normalises each distinct image once per call and repeats its patch rows.
 - **Rollout prefill** (``SharedPrefill``): the G copies of a prompt are prefilled once; the
   KV cache and the first logits are repeated G times (not while dropout is active, as with
-  LoRA's ``lora_dropout``, where each copy's prefill differs).
+  LoRA's ``lora_dropout``, where each copy's prefill differs); then the cache grows in place
+  (``rollout_cache``) instead of being concatenated at every generated token.
 
 Nothing here changes which numbers are computed, only how often: the rollouts, per-token
 log-probs, the loss and every gradient match vanilla TRL within 1e-5 in fp32
@@ -331,11 +332,21 @@ class SharedPrefill:
         self.prefills = 0
         self.rows_in = 0
         self.rows_run = 0
+        self.grown_layers = 0  # cache layers switched to rollout_cache.GrowingLayer
 
     def _plain(self, *args, **kwargs):
         return self.inner(*args, **kwargs)
 
     def __call__(self, *args, **kwargs):
+        out = self._call(*args, **kwargs)
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if cache is not None and not torch.is_grad_enabled():  # generating: later steps append in place
+            from reasonrft.rollout_cache import grow_in_place
+
+            self.grown_layers += grow_in_place(cache)
+        return out
+
+    def _call(self, *args, **kwargs):
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         ids = kwargs.get("input_ids")
         if args or (self.dropout and self.model.training) or torch.is_grad_enabled() or cache is None or not hasattr(cache, "batch_repeat_interleave") or ids is None or ids.dim() != 2 or ids.shape[0] < 2 or kwargs.get("inputs_embeds") is not None or cache.get_seq_length() != 0:
@@ -497,7 +508,7 @@ def install(trainer: Any) -> Installed:
     cache after every optimizer step. Call it after constructing the trainer, before ``train``."""
     from transformers import TrainerCallback
 
-    sharded = bool(getattr(trainer, "is_fsdp_enabled", False)) or _zero3(trainer)
+    sharded = sharded_weights(trainer)
     towers = []
     for model in (trainer.model, getattr(trainer, "ref_model", None)):
         tower = find_vision_tower(model) if model is not None else None
@@ -513,6 +524,11 @@ def install(trainer: Any) -> Installed:
 
     trainer.add_callback(ClearVisionCache())
     return installed
+
+
+def sharded_weights(trainer: Any) -> bool:
+    """Whether the trainer's weights are sharded across ranks (FSDP or DeepSpeed ZeRO-3)."""
+    return bool(getattr(trainer, "is_fsdp_enabled", False)) or _zero3(trainer)
 
 
 def _zero3(trainer: Any) -> bool:

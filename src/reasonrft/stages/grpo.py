@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reasonrft import data, modeling, vision_dedup
+from reasonrft import data, lora_rollouts, modeling, shared_prefix, vision_dedup
 from reasonrft.config import to_dict
 from reasonrft.errors import UserError
 from reasonrft.rewards import REWARDS
@@ -51,6 +51,10 @@ class GRPOStageConfig(TrainingConfig):
     vllm_importance_sampling_correction: bool = False
     log_completions: bool = False
     dedup_images: bool = True  # encode each distinct image once per pass (reasonrft.vision_dedup; exact)
+    share_prompt_prefix: bool = True  # log-prob passes run each prompt once for its G completions (reasonrft.shared_prefix; exact)
+    # with lora=true, sample rollouts from merged adapters in eval mode (reasonrft.lora_rollouts);
+    # false: TRL's way (unmerged, in training mode, so with lora_dropout)
+    lora_merged_rollouts: bool = True
     # defaults that differ from SFT
     learning_rate: float = 2e-5
     lr_scheduler_type: str = "linear"
@@ -93,7 +97,8 @@ def build_trainer(config: GRPOStageConfig):
     The reference protocol (TRL 0.15-era GRPO) is pinned here, not left to TRL 1.16 defaults:
     ``beta`` with the plain k3 KL (``use_bias_correction_kl``), no vLLM importance-sampling
     correction, one update per batch (``num_iterations=1``), truncated completions kept in the
-    loss (``mask_truncated_completions=False``), dropout as the model has it, and the weighted
+    loss (``mask_truncated_completions=False``), dropout as the model has it (but LoRA rollouts
+    are sampled without it: ``lora_merged_rollouts``), and the weighted
     reward sum normalised per group (``multi_objective_aggregation="sum_then_normalize"``)."""
     from trl import GRPOConfig, GRPOTrainer
 
@@ -154,6 +159,10 @@ def build_trainer(config: GRPOStageConfig):
     )
     if config.dedup_images:
         vision_dedup.install(trainer)
+    if config.share_prompt_prefix:
+        shared_prefix.install(trainer)
+    if config.lora and config.lora_merged_rollouts:
+        lora_rollouts.install(trainer)
     console.attach(trainer, "grpo", model=config.model, data=config.data, records=len(records), rewards="+".join(weights), out=config.output_dir)
     return trainer, processor, checkpoint, weights, records
 
