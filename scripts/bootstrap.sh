@@ -17,7 +17,10 @@ python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q "torch==2.13.0" >&2
 "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[dev,deepspeed]" >&2  # deepspeed: the suite runs ZeRO-2 on the CPU
 # DeepSpeed on a CPU JIT-compiles its shared-memory communication op on first use (about 90 s
-# of CPU, into ~/.cache/torch_extensions): build it here once, not inside a test's time limit.
+# of CPU): build it here once, not inside a test's time limit. Into the venv, not the shared
+# ~/.cache/torch_extensions: the build's flags hold the venv's path, so there every other venv on
+# the machine (a fresh clone, CI) rebuilds it in turn. tests/conftest.py points at the same place.
+export TORCH_EXTENSIONS_DIR="$venv/torch_extensions"
 "$venv/bin/python" -c "import torch
 if not torch.accelerator.is_available():
     from deepspeed.accelerator import get_accelerator

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# DeepSpeed's CPU op, as scripts/bootstrap.sh built it: in this venv (inherited by the launched processes)
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +20,17 @@ def nano_model(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("models") / "nano"
     modeling.init_model("nano", out, seed=0, corpus=modeling.training_corpus(samples_per_split=12))
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def fresh_base(tmp_path_factory):
+    """``(directory, fresh)`` from ``modeling.starting_model("", DIR)`` where no base is shipped:
+    the nano model it builds (default corpus, seed 0), built once for the tests that need one."""
+    from reasonrft import modeling
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(modeling, "shipped_base", lambda: None)  # as in a package without a base
+        return modeling.starting_model("", tmp_path_factory.mktemp("fresh") / "base")
 
 
 def _solid_colour_records(n: int, prefix: str, rng, size: int) -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -106,16 +107,17 @@ def test_model_init_is_reproducible(tmp_path):
     assert digests[0] == digests[1]
 
 
-def test_starting_model_prefers_the_given_model_then_builds_once(nano_model, tmp_path, monkeypatch):
+def test_starting_model_prefers_the_given_model_then_builds_once(nano_model, fresh_base, tmp_path, monkeypatch):
     assert modeling.starting_model(nano_model, tmp_path / "unused") == (Path(nano_model), False)
     shipped = modeling.shipped_base()
     if shipped is not None:
         assert modeling.starting_model("", tmp_path / "unused") == (shipped, False)
-    monkeypatch.setattr(modeling, "shipped_base", lambda: None)  # as in a package without a base
-    built, fresh = modeling.starting_model("", tmp_path / "fresh")
+    built, fresh = fresh_base  # starting_model("", DIR) without a shipped base: built at DIR
     assert fresh and (built / "config.json").is_file() and not (tmp_path / "unused").exists()
+    assert json.loads((built / "reasonrft.json").read_text())["seed"] == 0
+    monkeypatch.setattr(modeling, "shipped_base", lambda: None)  # as in a package without a base
     stamp = (built / "model.safetensors").stat().st_mtime_ns
-    assert modeling.starting_model("", tmp_path / "fresh") == (built, True)
+    assert modeling.starting_model("", built) == (built, True)
     assert (built / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
 
 

@@ -27,6 +27,7 @@ from reasonrft.stages.common import resume_checkpoint
 pytestmark = pytest.mark.slow
 
 DEFAULT_CALLBACKS = list(transformers.trainer.DEFAULT_CALLBACKS)
+PIXELS = 112 * 112  # 16 image tokens an image, not 64: what is compared does not depend on the image size
 
 
 class Interrupt(Exception):
@@ -103,7 +104,7 @@ def _assert_same_run(full: Path, cut: Path, resumed: Recorder, keys: list[str]) 
 
 
 def test_sft_resume_continues_the_same_run(nano_model, tmp_path, monkeypatch):
-    values = dict(model=nano_model, n_train=24, per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=4, save_steps=2, learning_rate=1e-3, lr_scheduler_type="linear", warmup_steps=2, logging_steps=1, freeze_vision=False)
+    values = dict(model=nano_model, max_pixels=PIXELS, n_train=24, per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=4, save_steps=2, learning_rate=1e-3, lr_scheduler_type="linear", warmup_steps=2, logging_steps=1, freeze_vision=False)
     full, cut, resumed = _interrupted_then_resumed(sft, sft.SFTStageConfig, values, tmp_path, monkeypatch)
     _assert_same_run(full, cut, resumed, ["loss", "learning_rate", "grad_norm"])
 
@@ -115,7 +116,7 @@ def _length_reward(completions, **kwargs) -> list[float]:
 
 def test_grpo_resume_continues_the_same_run_against_the_starting_model(nano_model, tmp_path, monkeypatch):
     monkeypatch.setitem(grpo.REWARDS, "length", _length_reward)
-    values = dict(model=nano_model, n_train=12, rewards={"length": 1.0}, prompts_per_device=2, num_generations=4, max_completion_length=8, max_steps=4, save_steps=2, learning_rate=3e-3, logging_steps=1, beta=0.04)
+    values = dict(model=nano_model, max_pixels=PIXELS, n_train=12, rewards={"length": 1.0}, prompts_per_device=2, num_generations=4, max_completion_length=8, max_steps=4, save_steps=2, learning_rate=3e-3, logging_steps=1, beta=0.04)
     full, cut, resumed = _interrupted_then_resumed(grpo, grpo.GRPOStageConfig, values, tmp_path, monkeypatch)
     assert min(_logs(full)[s]["kl"] for s in (3, 4)) > 1e-4  # the policy has moved: a KL to tell references apart
     _assert_same_run(full, cut, resumed, ["kl", "rewards/_length_reward/mean", "reward_std", "loss", "learning_rate"])
@@ -125,14 +126,14 @@ def test_lora_grpo_resume_keeps_the_reference_and_the_adapter(nano_model, tmp_pa
     """LoRA: the KL reference is the policy with the adapter disabled, i.e. ``model=``; the
     adapter itself comes back from the checkpoint."""
     monkeypatch.setitem(grpo.REWARDS, "length", _length_reward)
-    values = dict(model=nano_model, n_train=12, rewards={"length": 1.0}, prompts_per_device=2, num_generations=4, max_completion_length=8, max_steps=4, save_steps=2, learning_rate=3e-2, logging_steps=1, beta=0.04, lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    values = dict(model=nano_model, max_pixels=PIXELS, n_train=12, rewards={"length": 1.0}, prompts_per_device=2, num_generations=4, max_completion_length=8, max_steps=4, save_steps=2, learning_rate=3e-2, logging_steps=1, beta=0.04, lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
     full, cut, resumed = _interrupted_then_resumed(grpo, grpo.GRPOStageConfig, values, tmp_path, monkeypatch)
     assert (cut / "checkpoint-2" / "adapter_model.safetensors").is_file()
     _assert_same_run(full, cut, resumed, ["kl", "rewards/_length_reward/mean", "loss"])
 
 
 def test_half_written_checkpoints_are_skipped_with_one_line(nano_model, tmp_path, capsys):
-    sft.run(build(sft.SFTStageConfig, dict(model=nano_model, output_dir=str(tmp_path), n_train=8, per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=2, save_steps=1, warmup_steps=0)))
+    sft.run(build(sft.SFTStageConfig, dict(model=nano_model, max_pixels=PIXELS, output_dir=str(tmp_path), n_train=8, per_device_train_batch_size=4, gradient_accumulation_steps=1, max_steps=2, save_steps=1, warmup_steps=0)))
     good = tmp_path / "checkpoint-2"
     assert resume_checkpoint(str(tmp_path), True) == str(good)
     no_state = tmp_path / "checkpoint-3"  # killed before trainer_state.json was written
