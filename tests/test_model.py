@@ -180,7 +180,10 @@ def test_grpo_with_vllm_gives_vllm_the_runs_image_bounds(nano_model, tmp_path):
 
 def test_the_shipped_base_loads_with_plain_transformers_and_sees():
     """The base the demo and experiments start from: plain ``from_pretrained`` loads it, its
-    config reproduces it, and it names the colour of a lone object far above chance (12.5%)."""
+    config reproduces it, and it counts the objects of held-out scenes far more often than the
+    most frequent count would (6 of these 32). (The base shipped before 2026-12-01 named a lone
+    object's colour 84% of the time but counted 1 of these 32; this one names that colour 25% of
+    the time: docs/results.md section 4.1.)"""
     import collections
 
     from transformers import AutoModelForImageTextToText, AutoTokenizer
@@ -188,6 +191,7 @@ def test_the_shipped_base_loads_with_plain_transformers_and_sees():
     from reasonrft import pretrain_data
     from reasonrft.config import build, load_config
     from reasonrft.stages import evaluate, pretrain
+    from reasonrft.tasks.perception import KINDS, PerceptionConfig
 
     base = modeling.shipped_base()
     assert base is not None, "the package ships its base in src/reasonrft/base (reasonrft model ship)"
@@ -198,8 +202,10 @@ def test_the_shipped_base_loads_with_plain_transformers_and_sees():
     assert AutoTokenizer.from_pretrained(base)("What color is the object?")["input_ids"]
 
     task = get_task("perception")
-    singles = [r for r in pretrain_data.pretrain_records(400, seed=0, split="test") if r.meta["kind"] == "single" and r.meta["question"] == "color" and not r.meta.get("format")][:32]
+    only_counts = PerceptionConfig(kind_weights=tuple(int(kind == "count") for kind in KINDS))
+    scenes = [r for r in pretrain_data.pretrain_records(48, seed=0, split="test", perception_config=only_counts) if not r.meta.get("format")][:32]
     cfg = build(evaluate.EvalConfig, dict(model=str(base), task="perception", prompt_style="answer", temperature=0.0, max_new_tokens=6, batch_size=16, progress=False))
-    predictions = evaluate.generate(model, modeling.load_processor(base), task, singles, cfg, "cpu")
-    hits = collections.Counter(task.score(p, r.answer) == 1.0 for p, r in zip(predictions, singles))
-    assert len(singles) >= 20 and hits[True] / len(singles) >= 0.4, hits
+    predictions = evaluate.generate(model, modeling.load_processor(base), task, scenes, cfg, "cpu")
+    hits = collections.Counter(task.score(p, r.answer) == 1.0 for p, r in zip(predictions, scenes))
+    most_frequent = collections.Counter(r.answer for r in scenes).most_common(1)[0][1]
+    assert len(scenes) == 32 and most_frequent == 6 and hits[True] >= 11, hits  # measured: 15 of 32
