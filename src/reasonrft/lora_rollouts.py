@@ -86,14 +86,9 @@ def install(trainer: Any) -> MergedGenerate | None:
     (idempotent); None when the policy is not a PEFT model or its weights are sharded."""
     from peft import PeftModel
 
-    from reasonrft.vision_dedup import sharded_weights
+    from reasonrft.vision_dedup import sharded_weights, wrap_method
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     if not isinstance(model, PeftModel) or sharded_weights(trainer):
         return None
-    current = model.__dict__.get("generate")
-    if isinstance(current, MergedGenerate):
-        return current
-    wrapper = MergedGenerate(model)
-    model.generate = wrapper
-    return wrapper
+    return wrap_method(model, "generate", MergedGenerate, model)

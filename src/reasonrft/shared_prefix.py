@@ -187,18 +187,13 @@ def compact_scoring(model: Any) -> CompactScoring | None:
 def share_prefix(model: Any, group: int) -> SharedPrefix | None:
     """Wrap the language model of a Qwen2-VL-family model (through PEFT/DDP wrappers;
     idempotent); None when it has none in the expected place."""
-    from reasonrft.vision_dedup import _unwrap
+    from reasonrft.vision_dedup import _unwrap, wrap_method
 
     inner = getattr(_unwrap(model), "model", None)
     text_model = getattr(inner, "language_model", None)
     if not isinstance(text_model, torch.nn.Module):
         return None
-    current = text_model.__dict__.get("forward")
-    if isinstance(current, SharedPrefix):
-        return current
-    wrapper = SharedPrefix(text_model, group)
-    text_model.forward = wrapper
-    return wrapper
+    return wrap_method(text_model, "forward", SharedPrefix, text_model, group)
 
 
 def install(trainer: Any) -> list[SharedPrefix]:

@@ -66,6 +66,19 @@ def _unwrap(model: Any) -> Any:
     return model
 
 
+def wrap_method(owner: Any, name: str, wrapper_cls: type, *args: Any) -> Any:
+    """Set ``owner.name`` (an instance attribute: no module replaced, state_dict keys unchanged)
+    to ``wrapper_cls(*args)``, unless it already is such a wrapper (idempotent); returns the
+    wrapper in place. The wrapper is built before it is set, so it can take the current
+    ``owner.name`` as the call it wraps."""
+    current = owner.__dict__.get(name)
+    if isinstance(current, wrapper_cls):
+        return current
+    wrapper = wrapper_cls(*args)
+    setattr(owner, name, wrapper)
+    return wrapper
+
+
 def find_vision_tower(model: Any) -> torch.nn.Module | None:
     """The vision tower of a Qwen2-VL-family model (``model.model.visual`` in transformers 5,
     ``model.visual`` in older layouts), through PEFT and DDP/DeepSpeed wrappers; None if absent."""
@@ -439,12 +452,7 @@ def _prompt_groups(kwargs: dict, config: Any):
 
 def wrap_tower(tower: torch.nn.Module, cache_features: bool = True) -> DedupTower:
     """Wrap one vision tower's forward (idempotent); returns its ``DedupTower``."""
-    current = tower.__dict__.get("forward")
-    if isinstance(current, DedupTower):
-        return current
-    wrapper = DedupTower(tower, cache_features)
-    tower.forward = wrapper
-    return wrapper
+    return wrap_method(tower, "forward", DedupTower, tower, cache_features)
 
 
 def unwrap_tower(tower: torch.nn.Module) -> None:
@@ -480,12 +488,7 @@ def share_prefill(model: Any) -> SharedPrefill | None:
     model = _unwrap(model)
     if find_vision_tower(model) is None:
         return None
-    current = model.__dict__.get("forward")
-    if isinstance(current, SharedPrefill):
-        return current
-    wrapper = SharedPrefill(model)
-    model.forward = wrapper
-    return wrapper
+    return wrap_method(model, "forward", SharedPrefill, model)
 
 
 @dataclass
