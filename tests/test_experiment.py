@@ -19,7 +19,7 @@ from reasonrft.tasks import get_task
 TINY = ["n_eval=2", "sft_epochs=1", "grpo_steps=1", "grpo_prompts=2", "num_generations=2", "max_new_tokens=12"]
 
 
-def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model, tmp_path):
+def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model, tmp_path, capsys):
     out = tmp_path / "compare"
     argv = ["compare", "--task", "counting", "--out", str(out), f"model={nano_model}", "n_train=6", "stage1=3", *TINY]
     assert cli.main(argv) == 0
@@ -59,6 +59,10 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
     assert json.loads((out / "results.json").read_text())["rows"] == result["rows"]
     assert cli.main([*argv, "n_eval=1", "paradigms=[ans-sft]"]) == 0  # other settings: evaluated again (one paradigm shows it)
     assert json.loads((out / "eval" / "ans-sft" / "summary.json").read_text())["config"]["n"] == 1
+    capsys.readouterr()
+    assert cli.main([*argv, "sft_learning_rate=0.5", "paradigms=[ans-sft]"]) == 2  # trained with other settings: refused, not reused
+    assert "ans-sft: already trained with other settings (learning_rate: 0.001 there, 0.5 now)" in capsys.readouterr().err
+    assert [(out / p).stat().st_mtime_ns for p in ("ans-sft/model.safetensors",)] == before[:1]
 
 
 def test_compare_breaks_structure_down_by_answer_type(nano_model, tmp_path):
@@ -104,6 +108,8 @@ def test_sweep_plots_accuracy_against_samples_with_the_activation_point(nano_mod
     compared = json.loads((out / "n4" / "results.json").read_text())["rows"]["reason-rft"]
     assert (point["id"], point["id_ci95"], point["id_n"]) == (compared["splits"]["test-id"]["accuracy"], compared["splits"]["test-id"]["ci95"], 2)
     assert (point["ood"], point["ood_ci95"], point["ood_n"]) == (compared["shift_average"], compared["shift_average_ci95"], 4)
+    baseline = json.loads((out / "n4" / "results.json").read_text())["baseline"]  # the most-frequent answer, per budget
+    assert (summary["4"]["most-frequent"]["id"], summary["4"]["most-frequent"]["ood_ci95"]) == (baseline["splits"]["test-id"]["accuracy"], baseline["shift_average_ci95"])
     zero = summary["4"]["zero-shot"]
     cells = [stats.format_ci({"accuracy": zero[k], "ci95": zero[f"{k}_ci95"]}) for k in ("id", "ood")]
     assert f"| 4 | {cells[0]} | {cells[1]} |" in (out / "sweep.md").read_text()

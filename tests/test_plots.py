@@ -78,3 +78,23 @@ def test_data_efficiency_draws_each_paradigm_zero_shot_and_stage1(tmp_path, figu
         assert zero.get_ydata()[0] == summary["200"]["zero-shot"][key]
         (stars,) = ax.collections
         assert stars.get_offsets().tolist() == [[100, 7.0 if key == "id" else 6.0], [400, 7.0 if key == "id" else 6.0]]  # at stage 1's own samples
+
+
+def test_data_efficiency_draws_intervals_and_the_most_frequent_answer(tmp_path, figures):
+    """Each point with its 95% interval as an error bar, the baseline as a dotted line."""
+    summary = {
+        str(b): {
+            "zero-shot": {"id": 5.0, "ood": 4.0, "id_ci95": [3.0, 8.0], "ood_ci95": [2.0, 7.0]},
+            "reason-rft": {"id": 12.0, "ood": 9.0, "id_ci95": [10.0, 15.0], "ood_ci95": [7.5, 11.0], "samples": b},
+            "most-frequent": {"id": 10.0, "ood": 9.5 + b / 1000, "id_ci95": [8.0, 13.0], "ood_ci95": [8.0, 12.0], "samples": b},
+        }
+        for b in (200, 800)
+    }
+    plots.data_efficiency(summary, tmp_path / "eff.png")
+    for ax, key in zip(figures[0].axes, ("id", "ood")):
+        (baseline,) = [line for line in ax.lines if line.get_label() == "most frequent answer"]
+        assert baseline.get_linestyle() == ":" and baseline.get_xydata().tolist() == [[b, summary[str(b)]["most-frequent"][key]] for b in (200, 800)]
+        (bars,) = ax.collections  # reason-rft's error bars; zero-shot and the baseline are lines
+        segments = [seg.tolist() for seg in bars.get_segments()]
+        lo, hi = summary["200"]["reason-rft"][f"{key}_ci95"]
+        assert segments[0] == [[200, lo], [200, hi]] and len(segments) == 2

@@ -105,25 +105,32 @@ def accuracy_bars(rows: list[list], header: list[str], out: str | os.PathLike, t
 
 
 def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> Path:
-    """Accuracy vs training samples (log x), in-domain and domain-shift panels; zero-shot as a
-    dashed line, the stage-1 activation point as a star at the samples stage 1 saw (the
-    paper's figure). ``summary[budget][row]`` holds ``id``, ``ood`` and ``samples``."""
+    """Accuracy vs training samples (log x), in-domain and domain-shift panels, each point with
+    its 95% interval where the summary has one; zero-shot as a dashed line, the
+    most-frequent-answer baseline as a dotted one, the stage-1 activation point as a star at
+    the samples stage 1 saw (the paper's figure). ``summary[budget][row]`` holds ``id``,
+    ``ood``, ``samples`` and optionally ``id_ci95`` / ``ood_ci95``."""
     plt = _pyplot()
     budgets = sorted(int(b) for b in summary)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, name in ((axes[0], "id", "in-domain"), (axes[1], "ood", "domain shift (avg)")):
         paradigms = sorted({p for b in budgets for p in summary[str(b)]})
         for p in paradigms:
-            if p in ("zero-shot", "stage1"):
+            if p in ("zero-shot", "stage1", "most-frequent"):
                 continue
-            pts = [(b, summary[str(b)][p][key]) for b in budgets if p in summary[str(b)]]
-            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=p)
+            entries = [(b, summary[str(b)][p]) for b in budgets if p in summary[str(b)]]
+            (line,) = ax.plot([b for b, _ in entries], [e[key] for _, e in entries], marker="o", label=p)
+            _intervals(ax, [b for b, _ in entries], [e for _, e in entries], key, line.get_color())
         zero = [summary[str(b)]["zero-shot"][key] for b in budgets if "zero-shot" in summary[str(b)]]
         if zero:
             ax.axhline(zero[0], linestyle="--", color="gray", label="zero-shot")
-        stage1 = [(summary[str(b)]["stage1"].get("samples", b), summary[str(b)]["stage1"][key]) for b in budgets if "stage1" in summary[str(b)]]  # at its own data share
+        baseline = [(b, summary[str(b)]["most-frequent"][key]) for b in budgets if "most-frequent" in summary[str(b)]]
+        if baseline:
+            ax.plot([x for x, _ in baseline], [y for _, y in baseline], linestyle=":", color="gray", label="most frequent answer")
+        stage1 = [(summary[str(b)]["stage1"].get("samples", b), summary[str(b)]["stage1"]) for b in budgets if "stage1" in summary[str(b)]]  # at its own data share
         if stage1:
-            ax.scatter([x for x, _ in stage1], [y for _, y in stage1], marker="*", s=120, color="black", label="stage 1 only", zorder=5)
+            ax.scatter([x for x, _ in stage1], [e[key] for _, e in stage1], marker="*", s=120, color="black", label="stage 1 only", zorder=5)
+            _intervals(ax, [x for x, _ in stage1], [e for _, e in stage1], key, "black")
         ax.set_xscale("log")
         ax.set_xlabel("training samples")
         ax.set_ylabel("accuracy (%)")
@@ -133,3 +140,11 @@ def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> P
     if title:
         fig.suptitle(title)
     return _save(fig, out)
+
+
+def _intervals(ax, xs: list, entries: list[dict], key: str, color) -> None:
+    """Error bars at ``xs`` from each entry's ``key + "_ci95"`` (none drawn where an entry has none)."""
+    points = [(x, e[key], e.get(f"{key}_ci95")) for x, e in zip(xs, entries) if e.get(f"{key}_ci95")]
+    if points:
+        errors = [[y - ci[0] for _, y, ci in points], [ci[1] - y for _, y, ci in points]]
+        ax.errorbar([x for x, _, _ in points], [y for _, y, _ in points], yerr=errors, fmt="none", ecolor=color, capsize=3, alpha=0.7)

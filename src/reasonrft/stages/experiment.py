@@ -38,6 +38,7 @@ from pathlib import Path
 
 from reasonrft import data, modeling, plots, stats
 from reasonrft.config import build
+from reasonrft.errors import UserError
 from reasonrft.io import atomic_write_json, atomic_write_text
 from reasonrft.report import markdown_table
 from reasonrft.stages import evaluate, grpo, sft
@@ -51,6 +52,7 @@ TITLES = {
     "reason-rft-zero": "Reason-RFT-Zero",
     "stage1": "Reason-RFT stage 1 only",
     "reason-rft": "Reason-RFT",
+    "most-frequent": "Most frequent answer",
 }
 EVAL_STYLE = {"zero-shot": "zero-shot", "ans-sft": "answer"}  # every other row: cot
 
@@ -134,17 +136,37 @@ def _train(paradigm: str, config: CompareConfig, task: Task, base: Path, train_d
 
 
 def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int) -> Path:
-    if (out / "config.json").is_file():
-        return out  # finished earlier: an experiment can be re-run to fill in what is missing
-    cfg = build(sft.SFTStageConfig, dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, save_steps=100_000))
-    return sft.run(cfg)
+    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, save_steps=100_000)
+    return out if _trained_with(settings) else sft.run(build(sft.SFTStageConfig, settings))
 
 
 def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, offset: int, limit: int) -> Path:
-    if (out / "config.json").is_file():
-        return out
-    cfg = build(grpo.GRPOStageConfig, dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, save_steps=100_000, logging_steps=5))
-    return grpo.run(cfg)
+    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, save_steps=100_000, logging_steps=5)
+    return out if _trained_with(settings) else grpo.run(build(grpo.GRPOStageConfig, settings))
+
+
+def _trained_with(settings: dict) -> bool:
+    """Whether the stage's output directory already holds a model trained with the settings
+    compare gives it (an experiment can be re-run to fill in what is missing). A model there
+    that was trained with other settings is an error: reusing it would report the old
+    settings' numbers under the new ones."""
+    out = Path(settings["output_dir"])
+    if not (out / "config.json").is_file():
+        return False
+    stage_file = out / "reasonrft_stage.json"
+    if not stage_file.is_file():
+        return True  # trained before stages recorded their settings
+    recorded = json.loads(stage_file.read_text())
+    paths = ("model", "output_dir", "data")
+    differ = [
+        f"{key}: {recorded[key]!r} there, {value!r} now"
+        for key, value in settings.items()
+        if key in recorded
+        and (Path(str(recorded[key] or ".")).resolve() != Path(str(value or ".")).resolve() if key in paths else recorded[key] != value)
+    ]
+    if differ:
+        raise UserError(f"{out}: already trained with other settings ({'; '.join(differ)}); delete it or choose another --out")
+    return True
 
 
 def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out: Path) -> dict:
@@ -253,7 +275,7 @@ def run_sweep(config: SweepConfig) -> dict:
         values.setdefault("stage1", min(1600, budget // 2))
         results[budget] = run_compare(build(CompareConfig, values, source="sweep"))
     in_domain = get_task(config.task).test_splits[0]
-    summary = {str(b): {name: _sweep_entry(row, in_domain, _samples(name, r["config"])) for name, row in r["rows"].items()} for b, r in results.items()}
+    summary = {str(b): {name: _sweep_entry(row, in_domain, _samples(name, r["config"])) for name, row in {**r["rows"], "most-frequent": r["baseline"]}.items()} for b, r in results.items()}
     atomic_write_json(Path(config.out) / "sweep.json", summary)
     atomic_write_text(Path(config.out) / "sweep.md", _sweep_markdown(summary, config.task))
     plots.data_efficiency(summary, Path(config.out) / "data_efficiency.png", title=f"{config.task}: accuracy vs training samples")
@@ -280,4 +302,4 @@ def _sweep_markdown(summary: dict, task_name: str) -> str:
 
 def _samples(name: str, config: dict) -> int:
     """Training samples a row's model learned from: stage 1 alone saw only its share."""
-    return {"zero-shot": 0, "stage1": config["stage1"]}.get(name, config["n_train"])
+    return {"zero-shot": 0, "stage1": config["stage1"]}.get(name, config["n_train"])  # most-frequent: the training set's answers
