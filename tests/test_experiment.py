@@ -114,3 +114,13 @@ def test_sweep_plots_accuracy_against_samples_with_the_activation_point(nano_mod
     cells = [stats.format_ci({"accuracy": zero[k], "ci95": zero[f"{k}_ci95"]}) for k in ("id", "ood")]
     assert f"| 4 | {cells[0]} | {cells[1]} |" in (out / "sweep.md").read_text()
     assert Image.open(out / "data_efficiency.png").size[0] > 400
+
+
+def test_results_name_the_shipped_base_without_this_machines_path(tmp_path, monkeypatch):
+    from reasonrft import modeling
+    from reasonrft.stages import experiment
+
+    monkeypatch.setattr(modeling, "shipped_base", lambda: tmp_path / "site-packages" / "reasonrft" / "base")
+    assert experiment._portable(tmp_path / "site-packages" / "reasonrft" / "base") == experiment.SHIPPED_BASE
+    assert experiment._portable("runs/compare/stage1") == "runs/compare/stage1"  # what the user named, as named
+    assert str(tmp_path) not in experiment.SHIPPED_BASE

@@ -185,6 +185,22 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert not (tmp_path / "w").exists()  # nothing written
 
 
+def test_a_cycle_of_init_model_runs_is_named(tmp_path):
+    """``model ship`` follows ``init_model`` back to the first run; runs that continue each
+    other have no first run, and the message says so (not that a config is missing)."""
+    import yaml
+
+    from reasonrft.config import UserError, to_dict
+    from reasonrft.stages import pretrain
+
+    for name, other in (("a", "b"), ("b", "a")):
+        (tmp_path / name).mkdir()
+        config = to_dict(pretrain.PretrainConfig(out=str(tmp_path / name), init_model=str(tmp_path / other)))
+        (tmp_path / name / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match="comes back to .*a cycle"):
+        pretrain._chain(tmp_path / "a")
+
+
 # --------------------------------------------------------------------------- the skills mix and the dense phase
 
 ALL_KINDS = PerceptionConfig(kind_weights=(1,) * len(KINDS))

@@ -115,7 +115,8 @@ def run_compare(config: CompareConfig) -> dict:
     # report
     test_sets = {s: data.load_dataset(out / "data" / s)[: config.n_eval] for s in task.test_splits}
     baseline = evaluate.most_frequent_answer_baseline(task, [r.answer for r in data.load_dataset(train_dir)[: config.n_train]], test_sets, config.seed)
-    result = {"task": task.name, "base": str(base), "rows": rows, "baseline": _row(baseline, ""), "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
+    rows = {name: {**row, "model": _portable(row["model"])} for name, row in rows.items()}
+    result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
     _write_report(result, task, out)
     return result
 
@@ -173,6 +174,16 @@ def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out
     cfg = build(evaluate.EvalConfig, dict(model=str(model_dir), task=task.name, data_root=str(out / "data"), n=config.n_eval, output_dir=str(out / "eval" / name), prompt_style=EVAL_STYLE.get(name, "cot"), max_new_tokens=config.max_new_tokens, seed=config.seed))
     summary = _finished_eval(cfg) or evaluate.run(cfg)
     return _row(summary, str(model_dir))
+
+
+def _portable(model: str | Path) -> str:
+    """How results name a model: the shipped base by its place in the package, not by this
+    machine's path to it (results are shared and committed); any other directory as given."""
+    shipped = modeling.shipped_base()
+    return SHIPPED_BASE if shipped is not None and Path(model).resolve() == shipped.resolve() else str(model)
+
+
+SHIPPED_BASE = "reasonrft/base (the shipped base)"
 
 
 def _row(summary: dict, model: str) -> dict:

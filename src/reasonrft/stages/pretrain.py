@@ -229,7 +229,9 @@ def _chain(source: Path) -> list[tuple[Path, PretrainConfig]]:
         if not config.init_model:
             return chain
         run = Path(config.init_model)
-        if not (run / CONFIG_FILE).is_file() or len(chain) > 16:
+        if run.resolve() in {r.resolve() for r, _ in chain}:
+            raise UserError(f"{source}: its chain of init_model runs comes back to {run} (a cycle); a run cannot continue itself")
+        if not (run / CONFIG_FILE).is_file():
             raise UserError(f"{source}: continues {config.init_model}, which has no {CONFIG_FILE} here to reproduce it from")
 
 
