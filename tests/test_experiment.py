@@ -52,6 +52,9 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
         assert Image.open(out / png).size[0] > 200, png
     stage2 = json.loads((out / "reason-rft" / "trainer_state.json").read_text())
     assert stage2["global_step"] == 1  # GRPO ran after stage 1
+    seen = {"steps": 1, "prompts_per_step": 2, "completions_per_prompt": 2, "prompts_seen": 2, "distinct_records": 2, "learning_rate": 2e-5}
+    assert result["grpo"] == {"reason-rft-zero": {**seen, "records": 6}, "reason-rft": {**seen, "records": 3}}  # stage 2: the records after stage 1's
+    assert "Reason-RFT's GRPO: 1 steps x 2 prompts x 2 completions, lr 2e-05: 2 prompts seen, 2 distinct of its 3 records." in md
 
     before = [(out / p).stat().st_mtime_ns for p in ("ans-sft/model.safetensors", "eval/ans-sft/summary.json")]
     assert cli.main(argv) == 0  # re-run: finished paradigms and evaluations are reused, the report rewritten

@@ -115,8 +115,9 @@ def run_compare(config: CompareConfig) -> dict:
     # report
     test_sets = {s: data.load_dataset(out / "data" / s)[: config.n_eval] for s in task.test_splits}
     baseline = evaluate.most_frequent_answer_baseline(task, [r.answer for r in data.load_dataset(train_dir)[: config.n_train]], test_sets, config.seed)
+    grpo_rows = {name: _grpo_exposure(Path(rows[name]["model"])) for name in ("reason-rft-zero", "reason-rft") if name in rows}
     rows = {name: {**row, "model": _portable(row["model"])} for name, row in rows.items()}
-    result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
+    result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), "grpo": grpo_rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
     _write_report(result, task, out)
     return result
 
@@ -144,6 +145,16 @@ def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: P
 def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, offset: int, limit: int) -> Path:
     settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, save_steps=100_000, logging_steps=5)
     return out if _trained_with(settings) else grpo.run(build(grpo.GRPOStageConfig, settings))
+
+
+def _grpo_exposure(model_dir: Path) -> dict:
+    """What a GRPO row's training saw: its steps, prompts per step and completions per prompt,
+    the prompts seen in all, and how many distinct records those were (a CPU run takes far
+    fewer prompts than the records it is given)."""
+    stage = json.loads((model_dir / "reasonrft_stage.json").read_text())
+    steps = json.loads((model_dir / "trainer_state.json").read_text())["global_step"]
+    prompts = steps * stage["prompts_per_device"] * stage["gradient_accumulation_steps"]  # one process, as compare runs
+    return {"steps": steps, "prompts_per_step": prompts // max(steps, 1), "completions_per_prompt": stage["num_generations"], "prompts_seen": prompts, "distinct_records": min(prompts, stage["records"]), "records": stage["records"], "learning_rate": stage["learning_rate"]}
 
 
 def _trained_with(settings: dict) -> bool:
@@ -226,6 +237,9 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
         group_header = ["paradigm"] + [f"{s} {g} (n = {result['baseline']['splits'][s]['groups'][g]['n']})" for s, g in groups] + [f"{s} overall" for s in splits]
         group_cells = [[title] + [stats.format_ci(row["splits"][s].get("groups", {}).get(g)) for s, g in groups] + [stats.format_ci(row["splits"][s]) for s in splits] for title, row in named + [baseline]]
         md += "\nBy group (structure: choice / non-choice answers; transformation: program length):\n\n" + markdown_table(group_header, group_cells)
+    for name, seen in result.get("grpo", {}).items():
+        md += (f"\n{TITLES[name]}'s GRPO: {seen['steps']} steps x {seen['prompts_per_step']} prompts x {seen['completions_per_prompt']} completions, "
+               f"lr {seen['learning_rate']}: {seen['prompts_seen']} prompts seen, {seen['distinct_records']} distinct of its {seen['records']} records.\n")
     atomic_write_text(out / "results.md", md + f"\nWall time: {result['total_s']} s.\n")
     atomic_write_json(out / "results.json", result)
     buf = io.StringIO()
