@@ -68,6 +68,23 @@ def test_accuracy_interval_picks_wilson_for_binary_scores_and_the_bootstrap_othe
         stats.wilson_interval(3, 2)
 
 
+def test_paired_difference_cancels_shared_difficulty():
+    """Two models that agree on most questions: the paired interval is far narrower than the
+    gap two unpaired Wilson intervals would need, and it is centred on the true difference."""
+    first = [1.0] * 30 + [0.0] * 70
+    second = [1.0] * 30 + [1.0] * 8 + [0.0] * 62  # the same 30 right, 8 more
+    d = stats.paired_difference([first], [second], seed=0)
+    assert d["difference"] == 8.0 and d["n"] == 100 and d["ci_method"] == "paired-bootstrap"
+    assert 2.0 <= d["ci95"][0] < 8.0 < d["ci95"][1] <= 14.0  # excludes 0: a real gain
+    unpaired = [stats.accuracy_interval(x)["ci95"] for x in (first, second)]
+    assert unpaired[1][0] < unpaired[0][1]  # ... which the two unpaired intervals, overlapping, would miss
+    assert stats.paired_difference([first], [first]) == {"n": 100, "difference": 0.0, "ci95": [0.0, 0.0], "ci_method": "paired-bootstrap"}
+    two = stats.paired_difference([first, [0.0] * 10], [second, [1.0] * 10])  # averaged over splits, each equal
+    assert two["difference"] == 54.0 and two["n"] == 110
+    with pytest.raises(ValueError, match="same questions"):
+        stats.paired_difference([first], [second[:-1]])
+
+
 def test_most_frequent_answer_and_its_baseline_summary():
     assert stats.most_frequent_answer(["3", " 4", "4 ", "3", "5"]) == "3"  # a tie: the first seen
     task = get_task("structure")

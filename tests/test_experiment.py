@@ -54,6 +54,12 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
     assert stage2["global_step"] == 1  # GRPO ran after stage 1
     seen = {"steps": 1, "prompts_per_step": 2, "completions_per_prompt": 2, "prompts_seen": 2, "distinct_records": 2, "learning_rate": 2e-5}
     assert result["grpo"] == {"reason-rft-zero": {**seen, "records": 6}, "reason-rft": {**seen, "records": 3}}  # stage 2: the records after stage 1's
+    for pair, entry in result["paired"].items():  # the paper's comparisons, question by question
+        first, second = pair.split(" - ")
+        assert entry[splits[0]]["difference"] == round(result["rows"][first]["splits"][splits[0]]["accuracy"] - result["rows"][second]["splits"][splits[0]]["accuracy"], 2)
+        assert entry["OOD AVG"]["n"] == 4 and entry["OOD AVG"]["ci_method"] == "paired-bootstrap"
+    assert list(result["paired"]) == ["reason-rft - cot-sft", "reason-rft - ans-sft", "reason-rft - stage1", "reason-rft-zero - zero-shot"]
+    assert "| Reason-RFT - CoT-SFT |" in md
     assert "Reason-RFT's GRPO: 1 steps x 2 prompts x 2 completions, lr 2e-05: 2 prompts seen, 2 distinct of its 3 records." in md
 
     before = [(out / p).stat().st_mtime_ns for p in ("ans-sft/model.safetensors", "eval/ans-sft/summary.json")]
@@ -117,6 +123,9 @@ def test_sweep_plots_accuracy_against_samples_with_the_activation_point(nano_mod
     cells = [stats.format_ci({"accuracy": zero[k], "ci95": zero[f"{k}_ci95"]}) for k in ("id", "ood")]
     assert f"| 4 | {cells[0]} | {cells[1]} |" in (out / "sweep.md").read_text()
     assert Image.open(out / "data_efficiency.png").size[0] > 400
+    paired = json.loads((out / "sweep_paired.json").read_text())
+    assert paired["4"]["reason-rft - stage1"] == json.loads((out / "n4" / "results.json").read_text())["paired"]["reason-rft - stage1"]
+    assert "| Reason-RFT - Reason-RFT stage 1 only ID | Reason-RFT - Reason-RFT stage 1 only OOD |" in (out / "sweep.md").read_text()
 
 
 def test_results_name_the_shipped_base_without_this_machines_path(tmp_path, monkeypatch):

@@ -116,8 +116,9 @@ def run_compare(config: CompareConfig) -> dict:
     test_sets = {s: data.load_dataset(out / "data" / s)[: config.n_eval] for s in task.test_splits}
     baseline = evaluate.most_frequent_answer_baseline(task, [r.answer for r in data.load_dataset(train_dir)[: config.n_train]], test_sets, config.seed)
     grpo_rows = {name: _grpo_exposure(Path(rows[name]["model"])) for name in ("reason-rft-zero", "reason-rft") if name in rows}
+    paired = _paired_differences(out, rows, task)
     rows = {name: {**row, "model": _portable(row["model"])} for name, row in rows.items()}
-    result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), "grpo": grpo_rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
+    result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), "paired": paired, "grpo": grpo_rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
     _write_report(result, task, out)
     return result
 
@@ -145,6 +146,33 @@ def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: P
 def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, offset: int, limit: int) -> Path:
     settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, save_steps=100_000, logging_steps=5)
     return out if _trained_with(settings) else grpo.run(build(grpo.GRPOStageConfig, settings))
+
+
+PAIRS = (("reason-rft", "cot-sft"), ("reason-rft", "ans-sft"), ("reason-rft", "stage1"), ("reason-rft-zero", "zero-shot"))
+
+
+def _paired_differences(out: Path, rows: dict, task: Task) -> dict:
+    """The paper's comparisons on the same questions: for each pair in ``PAIRS`` that ran, the
+    first row's accuracy minus the second's per split and on the domain-shift average, in
+    points, with a paired bootstrap interval (``stats.paired_difference``)."""
+    scores = {name: _scores_by_question(out / "eval" / name / "predictions.jsonl") for name in rows}
+    result = {}
+    for first, second in PAIRS:
+        if first not in rows or second not in rows:
+            continue
+        common = [i for i in scores[second] if i in scores[first]]
+        by_split = {s: [i for i in common if scores[first][i][0] == s] for s in task.test_splits}
+
+        def difference(splits: list[str]) -> dict:
+            return stats.paired_difference(*([[scores[name][i][1] for i in by_split[s]] for s in splits] for name in (second, first)))
+
+        result[f"{first} - {second}"] = {**{s: difference([s]) for s in task.test_splits}, "OOD AVG": difference(list(task.test_splits[1:]))}
+    return result
+
+
+def _scores_by_question(predictions: Path) -> dict[str, tuple[str, float]]:
+    records = (json.loads(line) for line in predictions.read_text().splitlines() if line.strip())
+    return {r["id"]: (r["split"], float(r["score"])) for r in records}
 
 
 def _grpo_exposure(model_dir: Path) -> dict:
@@ -237,6 +265,11 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
         group_header = ["paradigm"] + [f"{s} {g} (n = {result['baseline']['splits'][s]['groups'][g]['n']})" for s, g in groups] + [f"{s} overall" for s in splits]
         group_cells = [[title] + [stats.format_ci(row["splits"][s].get("groups", {}).get(g)) for s, g in groups] + [stats.format_ci(row["splits"][s]) for s in splits] for title, row in named + [baseline]]
         md += "\nBy group (structure: choice / non-choice answers; transformation: program length):\n\n" + markdown_table(group_header, group_cells)
+    if result.get("paired"):
+        pair_header = ["difference (points)"] + splits + ["OOD AVG"]
+        pair_cells = [[" - ".join(TITLES[n] for n in key.split(" - "))] + [_fmt_difference(entry[s]) for s in splits + ["OOD AVG"]] for key, entry in result["paired"].items()]
+        md += ("\nPaired differences on the same questions (percentage points; paired bootstrap 95% interval; "
+               "an interval that holds 0 is no difference):\n\n" + markdown_table(pair_header, pair_cells))
     for name, seen in result.get("grpo", {}).items():
         md += (f"\n{TITLES[name]}'s GRPO: {seen['steps']} steps x {seen['prompts_per_step']} prompts x {seen['completions_per_prompt']} completions, "
                f"lr {seen['learning_rate']}: {seen['prompts_seen']} prompts seen, {seen['distinct_records']} distinct of its {seen['records']} records.\n")
@@ -275,6 +308,11 @@ def _groups(row: dict, splits: list[str]) -> list[tuple[str, str]]:
     return [(s, g) for s in splits for g in row["splits"][s].get("groups", {})]
 
 
+def _fmt_difference(entry: dict) -> str:
+    ci = entry.get("ci95")
+    return f"{entry['difference']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+
+
 def _fmt(row: dict, key: str) -> str:
     """An average of a row (``average`` or ``shift_average``) with its interval."""
     return stats.format_ci({"accuracy": row[key], "ci95": row.get(f"{key}_ci95")}) if row.get(key) is not None else "-"
@@ -301,8 +339,10 @@ def run_sweep(config: SweepConfig) -> dict:
         results[budget] = run_compare(build(CompareConfig, values, source="sweep"))
     in_domain = get_task(config.task).test_splits[0]
     summary = {str(b): {name: _sweep_entry(row, in_domain, _samples(name, r["config"])) for name, row in {**r["rows"], "most-frequent": r["baseline"]}.items()} for b, r in results.items()}
+    paired = {str(b): r.get("paired", {}) for b, r in results.items()}
     atomic_write_json(Path(config.out) / "sweep.json", summary)
-    atomic_write_text(Path(config.out) / "sweep.md", _sweep_markdown(summary, config.task))
+    atomic_write_json(Path(config.out) / "sweep_paired.json", paired)
+    atomic_write_text(Path(config.out) / "sweep.md", _sweep_markdown(summary, config.task) + _sweep_paired_markdown(paired, in_domain))
     plots.data_efficiency(summary, Path(config.out) / "data_efficiency.png", title=f"{config.task}: accuracy vs training samples")
     return summary
 
@@ -323,6 +363,17 @@ def _sweep_markdown(summary: dict, task_name: str) -> str:
     header = ["budget"] + [f"{TITLES[n]} {kind}" for n in names for kind in ("ID", "OOD")]
     cells = [[b] + [_point(rows.get(n), k) for n in names for k in ("id", "ood")] for b, rows in summary.items()]
     return f"# {task_name}: accuracy (%) against training samples\n\nIn-domain (ID) and domain-shift average (OOD), each with its 95% interval over questions.\n\n" + markdown_table(header, cells)
+
+
+def _sweep_paired_markdown(paired: dict, in_domain: str) -> str:
+    """Per budget, the paper's comparisons question by question (``compare``'s paired differences)."""
+    pairs = list(dict.fromkeys(p for entries in paired.values() for p in entries))
+    if not pairs:
+        return ""
+    titles = [" - ".join(TITLES[n] for n in pair.split(" - ")) for pair in pairs]
+    header = ["budget"] + [f"{t} {kind}" for t in titles for kind in ("ID", "OOD")]
+    cells = [[b] + [_fmt_difference(entries[p][k]) if p in entries else "-" for p in pairs for k in (in_domain, "OOD AVG")] for b, entries in paired.items()]
+    return "\nPaired differences on the same questions (percentage points, paired bootstrap 95% interval; one holding 0 is no difference):\n\n" + markdown_table(header, cells)
 
 
 def _samples(name: str, config: dict) -> int:
