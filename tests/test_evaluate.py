@@ -204,6 +204,24 @@ def test_greedy_predictions_do_not_depend_on_the_batch_size(seeing_model):
     assert _generate(seeing_model, records, temperature=0.0, batch_size=6) == alone
 
 
+def test_the_in_place_cache_gives_the_same_predictions(seeing_model, monkeypatch):
+    """Evaluation decodes with ``rollout_cache``'s in-place KV cache: every layer of the cache
+    ``generate`` uses is one, and the text is exactly transformers' own cache's."""
+    from reasonrft import rollout_cache
+
+    records = data.generate_records(get_task("counting"), "test-ood-m", 2) + data.generate_records(get_task("counting"), "test-id", 2)
+    appended = []
+    original = rollout_cache.GrowingLayer.update
+    monkeypatch.setattr(rollout_cache.GrowingLayer, "update", lambda self, *a, **k: appended.append(1) or original(self, *a, **k))
+    in_place = _generate(seeing_model, records, temperature=0.0)
+    assert len(appended) >= 12 * 2  # every decode step of every layer went through it
+    monkeypatch.setattr(rollout_cache.GrowingLayer, "update", original)
+    task = get_task("counting")
+    config = build(evaluate.EvalConfig, dict(model=seeing_model, max_new_tokens=12, temperature=0.0, progress=False))
+    plain = evaluate.generate(modeling.load_model(seeing_model).eval(), modeling.load_processor(seeing_model), task, records, config, "cpu", in_place_cache=False)
+    assert in_place == plain and len(set(plain)) > 1
+
+
 def test_sampled_predictions_repeat_with_the_same_sample_seed(seeing_model):
     records = data.generate_records(get_task("counting"), "test-id", 4)
     first = _generate(seeing_model, records, temperature=1.0, top_k=0, top_p=1.0, batch_size=4, sample_seed=5)

@@ -152,9 +152,11 @@ def generation_kwargs(config: EvalConfig) -> dict[str, Any]:
     return kwargs
 
 
-def generate(model: Any, processor: Any, task: Task, records: list[data.Record], config: EvalConfig, device: str, desc: str = "eval", scores: list[float] | None = None) -> list[str]:
+def generate(model: Any, processor: Any, task: Task, records: list[data.Record], config: EvalConfig, device: str, desc: str = "eval", scores: list[float] | None = None, in_place_cache: bool = True) -> list[str]:
     """One completion per record, in batches, with the KV cache (left padding). Each is scored
-    as it comes, for the bar's running accuracy; pass ``scores`` to receive those scores."""
+    as it comes, for the bar's running accuracy; pass ``scores`` to receive those scores.
+    ``in_place_cache``: the cache's layers append each token in place (``rollout_cache``: the
+    same logits bitwise, no copy of the whole cache per token); False: transformers' own."""
     import torch
     from tqdm import tqdm
 
@@ -174,12 +176,23 @@ def generate(model: Any, processor: Any, task: Task, records: list[data.Record],
         ]
         inputs = processor(text=texts, images=[rec.open_images() for rec in batch], padding=True, return_tensors="pt").to(device)
         with torch.inference_mode():
-            output = model.generate(**inputs, **kwargs)
+            output = model.generate(**inputs, **kwargs, **({"past_key_values": _in_place_cache(model)} if in_place_cache else {}))
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         completions.extend(processor.batch_decode(new_tokens, skip_special_tokens=True))
         scores.extend(task.score(text, rec.answer) for rec, text in zip(batch, completions[start:]))
         bar.set_postfix_str(f"acc={100 * sum(scores) / len(scores):.1f}%")  # the running accuracy
     return completions
+
+
+def _in_place_cache(model: Any):
+    """An empty ``DynamicCache`` for ``model`` whose plain layers grow in place (``rollout_cache``)."""
+    from transformers.cache_utils import DynamicCache
+
+    from reasonrft.rollout_cache import grow_in_place
+
+    cache = DynamicCache(config=model.config)
+    grow_in_place(cache)
+    return cache
 
 
 def score_row(task: Task, split: str, record: data.Record, completion: str, score: float | None = None) -> dict:
