@@ -92,3 +92,28 @@ def test_rendered_pixels_are_pinned():
     for shape, colour, material, style, px in itertools.product(("cube", "sphere", "cylinder", "cone"), sprites.COLORS, ("rubber", "metal", "glass"), ("plain", "textured"), (17, 40)):
         h.update(sprites.object_sprite(shape, colour, material, px, style).tobytes())
     assert h.hexdigest()[:16] == PINNED_SPRITES
+
+
+def test_cot_soundness_reads_the_gold_chain_as_sound(tmp_path):
+    """``benchmarks/cot_arithmetic.py`` parses counting's own CoT: every gold step is right and
+    the gold answer follows it; one wrong step and one answer that does not follow are counted."""
+    import importlib.util
+    import json
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location("cot_arithmetic", pathlib.Path(__file__).parents[1] / "benchmarks" / "cot_arithmetic.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from reasonrft import data
+
+    records = data.generate_records(get_task("counting"), "test-ood-m", 6)
+    gold = [{"pred": data.sft_target(r, "cot"), "score": 1.0} for r in records]
+    broken = dict(gold[0], pred=gold[0]["pred"].replace(" = ", " = 1", 1).replace("<answer>\n", "<answer>\n9", 1), score=0.0)
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in gold) + "\n")
+    sound = bench.soundness(path)
+    assert sound["completions"] == 6 and sound["steps"] >= 12 and sound["steps_right_pct"] == 100.0 and sound["answer_follows_pct"] == 100.0
+    assert sound["chains_right"] == 6 and sound["chains_right_answer_right_pct"] == 100.0
+    path.write_text("\n".join(json.dumps(row) for row in [broken] + gold[1:]) + "\n")
+    worse = bench.soundness(path)
+    assert worse["steps"] == sound["steps"] and worse["steps_right_pct"] < 100.0 and worse["chains_right"] == 5 and worse["answer_follows_pct"] == round(500 / 6, 1)
