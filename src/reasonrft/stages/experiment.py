@@ -18,13 +18,23 @@ accuracy carries n and a 95% interval over questions (``reasonrft.stats``); for 
 answer groups (structure: choice / non-choice) the tables break each split down by group.
 A last row, the most-frequent-answer baseline (always the training set's most frequent
 answer), shows the level a model must beat to read the image at all. ``results.csv`` holds
-one line per (row, split or average, group): n, accuracy, interval, method.
+one line per (row, split or average, group): n, accuracy, interval, method. The paper's
+comparisons (Reason-RFT against CoT-SFT, ANS-SFT and its own stage 1; Reason-RFT-Zero against
+zero-shot) are also made question by question: the difference per split and on the
+domain-shift average with a paired bootstrap interval (``results.json["paired"]``), far
+tighter than two overlapping intervals. ``results.json["grpo"]`` records what each GRPO row
+saw (steps, prompts, completions, distinct records, learning rate).
+
+A re-run reuses every finished model and evaluation with the same settings; a model in OUT
+trained with other settings is refused with the keys that differ, never reported as the
+new settings' result.
 
 ``reasonrft sweep --task T --budgets 400,800,1600``: ``compare`` at each budget, then
 ``OUT/data_efficiency.png``: accuracy against training samples (log x), in-domain and
 domain-shift panels, with the zero-shot level and the stage-1 activation point marked, and
-``OUT/sweep.{json,md}``: per budget and paradigm, in-domain and domain-shift accuracy with
-their intervals.
+``OUT/sweep.{json,md}``: per budget and paradigm (and the most-frequent-answer baseline),
+in-domain and domain-shift accuracy with their intervals, drawn as error bars; and
+``OUT/sweep_paired.json``: each budget's paired differences.
 """
 
 from __future__ import annotations
