@@ -67,9 +67,9 @@ def run(config: DemoConfig) -> dict:
     t0 = time.time()
     base, fresh = modeling.starting_model(config.model, out / "model-init", config.size, config.seed)  # fresh: vision tower untrained
     console.header("demo", task=task.name, model="a freshly built nano model" if fresh else base, train=config.n_train, test=f"{config.n_eval} per split", out=out)
-    train_dir = data.write_dataset(out / "data" / task.train_split, data.generate_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
+    train_dir = data.write_dataset(out / "data" / task.train_split, data.iter_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
     for split in task.test_splits:
-        data.write_dataset(out / "data" / split, data.generate_records(task, split, config.n_eval, config.seed), {"task": task.name, "split": split, "seed": config.seed})
+        data.write_dataset(out / "data" / split, data.iter_records(task, split, config.n_eval, config.seed), {"task": task.name, "split": split, "seed": config.seed})
     lap("model and data", t0)
     console.done("data", t0, f"{config.n_train} {task.train_split} + {config.n_eval} x {len(task.test_splits)} test problems -> {console.short_path(out / 'data')}")
 

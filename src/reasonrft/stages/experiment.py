@@ -107,10 +107,10 @@ def run_compare(config: CompareConfig) -> dict:
         config = replace(config, freeze_vision=not fresh)
     train_dir = out / "data" / task.train_split
     if not (train_dir / data.DATA_FILE).is_file():
-        data.write_dataset(train_dir, data.generate_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
+        data.write_dataset(train_dir, data.iter_records(task, task.train_split, config.n_train, config.seed, progress=True), {"task": task.name, "split": task.train_split, "seed": config.seed})
     for split in task.test_splits:
         if not (out / "data" / split / data.DATA_FILE).is_file():
-            data.write_dataset(out / "data" / split, data.generate_records(task, split, config.n_eval, config.seed), {"task": task.name, "split": split, "seed": config.seed})
+            data.write_dataset(out / "data" / split, data.iter_records(task, split, config.n_eval, config.seed), {"task": task.name, "split": split, "seed": config.seed})
 
     # train and evaluate each paradigm
     rows: dict[str, dict] = {}
