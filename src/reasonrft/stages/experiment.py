@@ -125,7 +125,7 @@ def run_compare(config: CompareConfig) -> dict:
     # report
     test_sets = {s: data.load_dataset(out / "data" / s)[: config.n_eval] for s in task.test_splits}
     baseline = evaluate.most_frequent_answer_baseline(task, [r.answer for r in data.load_dataset(train_dir)[: config.n_train]], test_sets, config.seed)
-    grpo_rows = {name: _grpo_exposure(Path(rows[name]["model"])) for name in ("reason-rft-zero", "reason-rft") if name in rows}
+    grpo_rows = {name: seen for name in ("reason-rft-zero", "reason-rft") if name in rows and (seen := _grpo_exposure(Path(rows[name]["model"])))}
     paired = _paired_differences(out, rows, task)
     rows = {name: {**row, "model": _portable(row["model"])} for name, row in rows.items()}
     result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), "paired": paired, "grpo": grpo_rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
@@ -165,10 +165,11 @@ def _paired_differences(out: Path, rows: dict, task: Task) -> dict:
     """The paper's comparisons on the same questions: for each pair in ``PAIRS`` that ran, the
     first row's accuracy minus the second's per split and on the domain-shift average, in
     points, with a paired bootstrap interval (``stats.paired_difference``)."""
-    scores = {name: _scores_by_question(out / "eval" / name / "predictions.jsonl") for name in rows}
+    files = {name: out / "eval" / name / "predictions.jsonl" for name in rows}
+    scores = {name: _scores_by_question(f) for name, f in files.items() if f.is_file()}
     result = {}
     for first, second in PAIRS:
-        if first not in rows or second not in rows:
+        if first not in scores or second not in scores:
             continue
         common = [i for i in scores[second] if i in scores[first]]
         by_split = {s: [i for i in common if scores[first][i][0] == s] for s in task.test_splits}
@@ -189,8 +190,11 @@ def _grpo_exposure(model_dir: Path) -> dict:
     """What a GRPO row's training saw: its steps, prompts per step and completions per prompt,
     the prompts seen in all, and how many distinct records those were (a CPU run takes far
     fewer prompts than the records it is given)."""
-    stage = json.loads((model_dir / "reasonrft_stage.json").read_text())
-    steps = json.loads((model_dir / "trainer_state.json").read_text())["global_step"]
+    files = model_dir / "reasonrft_stage.json", model_dir / "trainer_state.json"
+    if not all(f.is_file() for f in files):
+        return {}  # not a model this project trained: nothing recorded to report
+    stage = json.loads(files[0].read_text())
+    steps = json.loads(files[1].read_text())["global_step"]
     prompts = steps * stage["prompts_per_device"] * stage["gradient_accumulation_steps"]  # one process, as compare runs
     return {"steps": steps, "prompts_per_step": prompts // max(steps, 1), "completions_per_prompt": stage["num_generations"], "prompts_seen": prompts, "distinct_records": min(prompts, stage["records"]), "records": stage["records"], "learning_rate": stage["learning_rate"]}
 
