@@ -121,14 +121,9 @@ def paired_difference(first: Sequence[Sequence[float]], second: Sequence[Sequenc
     diffs = [np.asarray(b, dtype=float) - np.asarray(a, dtype=float) for a, b in zip(first, second) if len(a)]
     if not diffs:
         return {"n": 0, "difference": 0.0, "ci95": None, "ci_method": None}
-    rng = np.random.default_rng(seed)
-    means = np.zeros(samples)
-    for d in diffs:
-        means += d[rng.integers(0, d.size, size=(samples, d.size))].mean(axis=1)
-    means /= len(diffs)
-    low, high = np.quantile(means, [0.025, 0.975])
+    low, high = bootstrap_mean_interval(diffs, seed, samples)  # resampling the differences is resampling the pairs
     estimate = sum(float(d.mean()) for d in diffs) / len(diffs)
-    return {"n": sum(d.size for d in diffs), "difference": _pct(estimate), "ci95": [_pct(float(low)), _pct(float(high))], "ci_method": "paired-bootstrap"}
+    return {"n": sum(d.size for d in diffs), "difference": _pct(estimate), "ci95": [_pct(low), _pct(high)], "ci_method": "paired-bootstrap"}
 
 
 def format_ci(entry: dict | None) -> str:
