@@ -216,7 +216,7 @@ def _trained_with(settings: dict) -> bool:
         f"{key}: {recorded[key]!r} there, {value!r} now"
         for key, value in settings.items()
         if key in recorded
-        and (Path(str(recorded[key] or ".")).resolve() != Path(str(value or ".")).resolve() if key in paths else recorded[key] != value)
+        and not (_same_path(recorded[key], value) if key in paths else recorded[key] == value)
     ]
     if differ:
         raise UserError(f"{out}: already trained with other settings ({'; '.join(differ)}); delete it or choose another --out")
@@ -227,6 +227,11 @@ def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out
     cfg = build(evaluate.EvalConfig, dict(model=str(model_dir), task=task.name, data_root=str(out / "data"), n=config.n_eval, output_dir=str(out / "eval" / name), prompt_style=EVAL_STYLE.get(name, "cot"), max_new_tokens=config.max_new_tokens, seed=config.seed))
     summary = _finished_eval(cfg) or evaluate.run(cfg)
     return _row(summary, str(model_dir))
+
+
+def _same_path(recorded, wanted) -> bool:
+    """Whether two recorded paths name the same place (relative to here; empty is here)."""
+    return Path(str(recorded or ".")).resolve() == Path(str(wanted or ".")).resolve()
 
 
 def _portable(model: str | Path) -> str:
@@ -256,7 +261,7 @@ def _finished_eval(cfg: evaluate.EvalConfig) -> dict | None:
     if "average_ci95" not in summary:  # written before summaries had intervals
         return None
     paths = ("model", "output_dir", "data_root")
-    same = all(Path(summary["config"].get(k) or ".").resolve() == Path(getattr(cfg, k) or ".").resolve() for k in paths)
+    same = all(_same_path(summary["config"].get(k), getattr(cfg, k)) for k in paths)
     same = same and all(summary["config"].get(k) == v for k, v in vars(cfg).items() if k not in paths)
     return summary if same else None
 
