@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonrft import dense_targets, modeling, pretrain_data, rewards
+from reasonrft import dense_targets, modeling, pretrain_data, rewards, text_phase
 from reasonrft.data import Record
 from reasonrft.tasks import counting, get_task, task_names
 from reasonrft.tasks.perception import COPY_QUESTION, COT_INSTRUCTION, DIAGRAM_QUESTIONS, KINDS, PerceptionConfig, in_split, place
@@ -180,6 +180,8 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert cli.main(["pretrain", "n_train=5"]) == 2  # no out
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "kind_weights=[1, 2]"]) == 2  # one weight per kind
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "dense_diagram_fraction=1.5"]) == 2
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_kind_weights=[1, 2, 3]"]) == 2  # one per text kind
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_steps=-1"]) == 2
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={tmp_path / 'none'}"]) == 2
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={Path(modeling.__file__).parent / 'base'}", "dense_steps=5"]) == 2
     assert not (tmp_path / "w").exists()  # nothing written
@@ -325,17 +327,20 @@ def test_pretrain_with_the_dense_phase_ships_a_plain_model_and_a_restart_resumes
     out = tmp_path / "base"
     shutil.copytree(nano_model, out / "init-nano-s0")  # the random model `model init` would build (saves its 8 s)
     weights = ",".join(["1"] * len(KINDS))
-    overrides = ["n_train=8", "per_device_train_batch_size=4", "save_steps=2", "logging_steps=1", "dense_steps=2", "dense_batch_size=2", f"kind_weights=[{weights}]", "freeze_vision=true"]
+    overrides = ["n_train=8", "per_device_train_batch_size=4", "save_steps=2", "logging_steps=1", "dense_steps=2", "dense_batch_size=2", "text_steps=2", "text_batch_size=2", f"kind_weights=[{weights}]", "freeze_vision=true"]
     assert cli.main(["pretrain", "--out", str(out), "max_steps=2", *overrides]) == 0
     dense = modeling.load_model(out / "dense" / "model")
     first = modeling.load_model(out)
     assert type(first) is Qwen2VLForConditionalGeneration and first.state_dict().keys() == modeling.load_model(nano_model).state_dict().keys()
-    for key, value in first.model.visual.state_dict().items():  # phase 2 reads the dense phase's features, frozen
-        assert torch.equal(value, dense.model.visual.state_dict()[key]), key
+    text = modeling.load_model(out / "text" / "model")
+    for key, value in first.model.visual.state_dict().items():  # phases 2 and 3 read the dense phase's features, frozen
+        assert torch.equal(value, dense.model.visual.state_dict()[key]) and torch.equal(value, text.model.visual.state_dict()[key]), key
+    assert any(not torch.equal(v, dense.model.language_model.state_dict()[k]) for k, v in text.model.language_model.state_dict().items())  # the text phase trained the LM
 
     dense_written = (out / "dense" / "model" / "model.safetensors").stat().st_mtime_ns
     assert cli.main(["pretrain", "--out", str(out), "max_steps=4", "resume=true", *overrides]) == 0
     assert (out / "dense" / "model" / "model.safetensors").stat().st_mtime_ns == dense_written  # phase 1 reused
+    assert [json.loads(line)["step"] for line in (out / "text" / text_phase.LOG).read_text().splitlines()] == [2]  # phase 2 reused, not rerun
     steps = [h["step"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
     assert steps == [1, 2, 3, 4]  # phase 2 continued from checkpoint-2
 
@@ -361,3 +366,58 @@ def test_diagram_cells_hold_the_characters_drawn_there():
     written = {"".join(dense_targets.CHARACTERS[cells[f"char{j}"][k]] for j in range(dense_targets.TEXT_SLOTS)).strip() for k in range(64) if cells["char0"][k] >= 0}
     assert set(meta["labels"]) <= written and {t for _, t in texts} >= written
     assert dense_targets.geometry_draw._Canvas.text.__qualname__ == "_Canvas.text"  # the renderer restored
+
+
+# --------------------------------------------------------------------------- the text phase
+
+
+def test_text_phase_items_are_train_text_kinds_with_the_answer_alone_labelled(nano_model):
+    processor = modeling.load_processor(nano_model)
+    config = text_phase.TextConfig(kind_weights=(1, 1))
+    items = [text_phase.item("train", 0, 0, i, config) for i in range(12)]
+    assert {r.meta["kind"] for r in items} == {"arithmetic", "copy"}
+    assert all(in_split(r.meta["scene_key"], "train", PerceptionConfig()) for r in items)
+    assert [r.answer for r in items] == [text_phase.item("train", 0, 0, i, config).answer for i in range(12)]  # rebuild alone
+    inputs = text_phase.batch_tensors(processor, items)
+    task = get_task("perception")
+    from reasonrft.data import user_message_with_images
+
+    for row, record in enumerate(items):
+        labels = inputs["labels"][row]
+        assert processor.tokenizer.decode(labels[labels != text_phase.IGNORE]) == f"{record.answer}<|im_end|>\n"
+        prompt = processor.apply_chat_template([user_message_with_images(task, record, "answer")], tokenize=False, add_generation_prompt=True)
+        real = inputs["input_ids"][row][inputs["attention_mask"][row] == 1]
+        assert processor.tokenizer.decode(real).startswith(prompt.replace("<|image_pad|>", "<|image_pad|>" * 4))  # what eval renders
+
+
+def test_text_phase_learns_and_resumes_exactly(nano_model, tmp_path, monkeypatch):
+    """The loss on a fixed batch falls; three steps straight, or two, an interruption and a
+    restart, give the same weights."""
+    import torch
+
+    processor = modeling.load_processor(nano_model)
+    config = text_phase.TextConfig(steps=3, batch_size=4, learning_rate=3e-3, warmup_steps=1, save_steps=1, eval_every=3, eval_items=2)
+    probe = text_phase.batch_tensors(processor, [text_phase.item("train", 0, 0, i, config) for i in range(4)])
+    straight = modeling.load_model(nano_model)
+    with torch.no_grad():
+        before = straight(**probe).loss.item()
+    heldout = text_phase.train(straight, processor, nano_model, tmp_path / "a", config, log=lambda *a, **k: None)
+    assert set(heldout) == {name for name, _, _ in text_phase.EVAL_SKILLS}
+    with torch.no_grad():
+        assert straight(**probe).loss.item() < before - 0.5
+
+    real = text_phase.item
+
+    def interrupted(split, seed, step, *rest, **options):
+        if split == "train" and step == 2:
+            raise KeyboardInterrupt
+        return real(split, seed, step, *rest, **options)
+
+    monkeypatch.setattr(text_phase, "item", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        text_phase.train(modeling.load_model(nano_model), processor, nano_model, tmp_path / "b", config, log=lambda *a, **k: None)
+    monkeypatch.setattr(text_phase, "item", real)
+    resumed = modeling.load_model(nano_model)
+    text_phase.train(resumed, processor, nano_model, tmp_path / "b", config, log=lambda *a, **k: None)
+    for key, value in straight.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key

@@ -4,15 +4,17 @@ Run: ``reasonrft pretrain --out DIR [--config FILE.yaml] [key=value ...]``. Step
 1. ``model init``: a random nano model whose tokenizer knows every task and the perception data;
 2. with ``dense_steps > 0``, the dense phase (``reasonrft.dense_targets``): the vision tower
    trained on per-patch targets from the scene graph through temporary heads, then dropped;
-3. ``n_train`` generic perception samples (``reasonrft.pretrain_data``, mix ``kind_weights``) written as a dataset;
-4. answer-only SFT on them, the whole model trained (or, ``freeze_vision``, the language model only).
+3. with ``text_steps > 0``, the text phase (``reasonrft.text_phase``): the language model alone
+   on arithmetic and copying, in large batches;
+4. ``n_train`` generic perception samples (``reasonrft.pretrain_data``, mix ``kind_weights``) written as a dataset;
+5. answer-only SFT on them, the whole model trained (or, ``freeze_vision``, the language model only).
 
 ``resume=true`` continues from the newest checkpoint of whichever phase was running (the
 same command starts and restarts a run).
 
 ``OUT`` ends as a complete model directory (the SFT stage's output) plus
 ``OUT/pretrain_config.yaml``, the exact config that reproduces it. Scratch:
-``OUT/init-SIZE-sSEED`` (the random model), ``OUT/dense`` (the dense phase), ``OUT/data`` (the dataset), ``OUT/checkpoint-*``
+``OUT/init-SIZE-sSEED`` (the random model), ``OUT/dense`` (the dense phase), ``OUT/text`` (the text phase), ``OUT/data`` (the dataset), ``OUT/checkpoint-*``
 and ``OUT/runs``. ``reasonrft model ship --from OUT`` copies the model files, the config and the
 training log (not the scratch) into the package's ``base`` folder: the shipped base, which the
 demo and the experiments start from.
@@ -29,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from reasonrft import data, dense_targets, modeling, pretrain_data
+from reasonrft import data, dense_targets, modeling, pretrain_data, text_phase
 from reasonrft.config import UserError, build, load_config, to_dict
 from reasonrft.io import atomic_dir, atomic_write_text
 from reasonrft.stages import sft
@@ -81,7 +83,12 @@ class PretrainConfig:
     dense_batch_size: int = 16
     dense_curriculum_steps: int = 300  # scenes grow from 1 to 13 objects over these steps
     dense_diagram_fraction: float = 0.0  # images that are diagrams with per-cell character targets
-    freeze_vision: bool = False  # phase 2 (answer-only SFT) trains only the language model
+    # phase 2, the text phase (``text_phase``): arithmetic and copying alone; 0 steps: none
+    text_steps: int = 0
+    text_learning_rate: float = 1e-3
+    text_batch_size: int = 64
+    text_kind_weights: list[int] = field(default_factory=list)  # one per perception.TEXT_KINDS; empty: the phase's default
+    freeze_vision: bool = False  # phase 3 (answer-only SFT) trains only the language model
     # a model directory (an earlier pretraining output) to continue from instead of a random
     # init: the dense phase is skipped; give a new ``seed`` so that the data are new samples
     init_model: str = ""
@@ -97,8 +104,16 @@ class PretrainConfig:
             raise ValueError("need dense_steps >= 0, dense_learning_rate > 0 and dense_diagram_fraction in [0, 1]")
         if self.kind_weights:
             perception.PerceptionConfig(kind_weights=tuple(self.kind_weights))  # validates
+        if self.text_steps < 0 or self.text_learning_rate <= 0 or self.text_batch_size < 1:
+            raise ValueError("need text_steps >= 0, text_learning_rate > 0 and text_batch_size >= 1")
+        self.text_config()  # validates text_kind_weights
         if self.init_model and self.dense_steps:
             raise ValueError("init_model continues a trained model: the dense phase (dense_steps > 0) is for a random init")
+
+    def text_config(self) -> text_phase.TextConfig:
+        weights = {"kind_weights": tuple(self.text_kind_weights)} if self.text_kind_weights else {}
+        return text_phase.TextConfig(steps=max(1, self.text_steps), batch_size=self.text_batch_size, learning_rate=self.text_learning_rate,
+                                     save_steps=min(100, max(1, self.text_steps)), seed=self.seed, **weights)
 
     def perception_config(self) -> perception.PerceptionConfig:
         return perception.PerceptionConfig(kind_weights=tuple(self.kind_weights)) if self.kind_weights else perception.PerceptionConfig()
@@ -116,6 +131,8 @@ def run(config: PretrainConfig) -> Path:
         modeling.init_model(config.size, init, seed=config.seed)
     if config.dense_steps:
         init = dense_phase(config, init, out / "dense")
+    if config.text_steps:
+        init = text_phase_run(config, init, out / "text")
     mix = "-w" + "-".join(map(str, config.kind_weights)) if config.kind_weights else ""
     dataset = out / "data" / f"perception-train-s{config.seed}-n{config.n_train}{mix}"
     if not (dataset / data.DATA_FILE).is_file():
@@ -144,7 +161,7 @@ def run(config: PretrainConfig) -> Path:
             freeze_vision=config.freeze_vision,
             logging_steps=config.logging_steps,
             save_steps=config.save_steps,
-            resume=config.resume and any(out.glob("checkpoint-*")),  # a restart still in phase 1 has none yet
+            resume=config.resume and any(out.glob("checkpoint-*")),  # a restart still in an earlier phase has none yet
         ),
         source="pretrain",
     )
@@ -168,6 +185,26 @@ def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
     dense = dense_targets.DenseConfig(steps=config.dense_steps, batch_size=config.dense_batch_size, learning_rate=config.dense_learning_rate,
                                       curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed)
     dense_targets.train(model, processor, work, dense)
+    with atomic_dir(model_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    return model_dir
+
+
+def text_phase_run(config: PretrainConfig, init: Path, work: Path) -> Path:
+    """Phase 2: the language model of ``init`` trained on the text kinds alone; returns
+    ``WORK/model``. With ``resume`` it continues from ``WORK/text-checkpoint.pt`` (or reuses a
+    finished ``WORK/model``); without, it starts over."""
+    import torch
+
+    model_dir = work / "model"
+    if config.resume and (model_dir / "config.json").is_file():
+        return model_dir
+    if not config.resume:
+        shutil.rmtree(work, ignore_errors=True)
+    torch.manual_seed(config.seed)
+    model, processor = modeling.load_model(init), modeling.load_processor(init)
+    text_phase.train(model, processor, str(init), work, config.text_config())
     with atomic_dir(model_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

@@ -1,0 +1,158 @@
+"""A text phase for the base's language model: arithmetic and copying, on their own.
+
+In the reading phase (answer-only SFT on the perception mix) the text kinds are a fraction of
+each batch of 16, at the mix's learning rate, and the language model barely learns them: run E
+of docs/results.md (half its 24,000 items arithmetic, lr 3e-4) fitted 16% of its own training
+sums. Alone, in batches of 64 at lr 1e-3, the same nano language model reaches 85% on held-out
+sums and differences in 750 steps (measured: docs/results.md 4.1). This phase gives the text
+skills those steps before the reading phase, which then keeps them by replay (the text kinds
+stay in its mix).
+
+Items are the perception family's own text kinds (``perception.TEXT_KINDS``: arithmetic,
+copying) on its ``train`` split, each with the blank image the reading phase and the skills
+benchmark give them, so the prompt is token for token what those see. The loss covers the
+answer only, as TRL's prompt-completion SFT does (loss on the whole sequence was measured too:
+the questions' random numbers and words dominate it, and it learned less). Only the language
+model trains (the vision tower is frozen). Item ``i`` of step ``s`` comes from its own RNG, so a
+run resumed from ``OUT/text-checkpoint.pt`` sees exactly the batches of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasonrft.data import Record, user_message_with_images
+from reasonrft.pretrain_data import TASK_NAME
+from reasonrft.tasks import get_task, perception
+from reasonrft.tasks.base import item_rng
+
+CHECKPOINT = "text-checkpoint.pt"
+LOG = "text-log.jsonl"
+IGNORE = -100
+# held-out skills: (name, kind, generator options); the skills benchmark's groups
+EVAL_SKILLS = (
+    ("sum_difference", "arithmetic", {"family": ("sum", "difference")}),
+    ("product_quotient_square_root", "arithmetic", {"family": ("product", "quotient", "square", "root")}),
+    ("copy", "copy", {}),
+)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The text phase: steps, batch, learning rate (linear warm-up then cosine), the kinds' mix."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    kind_weights: tuple[int, ...] = (2, 1)  # one per perception.TEXT_KINDS
+    save_steps: int = 100
+    eval_every: int = 250
+    eval_items: int = 50  # per held-out skill
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.kind_weights) != len(perception.TEXT_KINDS) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
+            raise ValueError(f"text kind_weights needs {len(perception.TEXT_KINDS)} weights >= 0 ({', '.join(perception.TEXT_KINDS)}), not all 0")
+
+
+def item(split: str, seed: int, step: int, index: int, config: TextConfig, kind: str | None = None, **options) -> Record:
+    """Item ``index`` of batch ``step``: a text kind drawn by ``kind_weights`` (or ``kind``)."""
+    rng = item_rng("text-phase", split, seed, step * 1_000_003 + index)
+    kind = kind or rng.choices(perception.TEXT_KINDS, weights=config.kind_weights)[0]
+    options = {k: rng.choice(v) if isinstance(v, tuple) else v for k, v in options.items()}
+    sample = perception.make_sample(perception.PerceptionConfig(), kind, split, rng, f"text-{split}-{step}-{index}", **options)
+    return Record(sample.id, list(sample.images), sample.problem, sample.answer, None, TASK_NAME, dict(sample.meta))
+
+
+def batch_tensors(processor, records: list[Record]) -> dict:
+    """The model's inputs for ``records``, with labels on the answer (and its end-of-turn) only."""
+    task = get_task(TASK_NAME)
+    prompts = [processor.apply_chat_template([user_message_with_images(task, r, "answer")], tokenize=False, add_generation_prompt=True) for r in records]
+    completions = [f"{r.answer}<|im_end|>\n" for r in records]
+    inputs = processor(text=[p + c for p, c in zip(prompts, completions)], images=[im for r in records for im in r.images], padding=True, padding_side="right", return_tensors="pt")
+    labels = inputs["input_ids"].clone()
+    lengths = inputs["attention_mask"].sum(1).tolist()
+    for row, (completion, length) in enumerate(zip(completions, lengths)):
+        answer_tokens = len(processor.tokenizer(completion, add_special_tokens=False)["input_ids"])
+        labels[row, : length - answer_tokens] = IGNORE
+        labels[row, length:] = IGNORE
+    inputs["labels"] = labels
+    return inputs
+
+
+def evaluate(model, processor, model_dir: str, config: TextConfig) -> dict[str, float]:
+    """Held-out exact match (``test`` split, greedy) per skill of ``EVAL_SKILLS``."""
+    from reasonrft.config import build
+    from reasonrft.stages import evaluate as evaluation
+
+    task = get_task(TASK_NAME)
+    result = {}
+    for name, kind, options in EVAL_SKILLS:
+        records = [item("test", config.seed, 0, i, config, kind, **options) for i in range(config.eval_items)]
+        settings = build(evaluation.EvalConfig, dict(model=model_dir, task=TASK_NAME, prompt_style="answer", temperature=0.0, max_new_tokens=64, batch_size=25, progress=False))
+        predictions = evaluation.generate(model, processor, task, records, settings, "cpu")
+        result[name] = round(100 * sum(task.score(p, r.answer) for p, r in zip(predictions, records)) / len(records), 1)
+    return result
+
+
+def lr_at(step: int, config: TextConfig) -> float:
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(model, processor, model_dir: str, out: str | os.PathLike, config: TextConfig, log=print) -> dict[str, float]:
+    """Train ``model``'s language model on the text kinds for ``config.steps`` steps, resuming
+    from ``OUT/text-checkpoint.pt`` when present; returns the last held-out accuracies. The
+    model is changed in place; ``model_dir`` is where it was loaded from (for the eval config)."""
+    import torch
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in model.model.visual.parameters():
+        p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    start = 0
+    checkpoint = out / CHECKPOINT
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        log(f"text: resuming from step {start}", flush=True)
+    model.train()
+    started, record = time.time(), {}
+    for step in range(start, config.steps):
+        inputs = batch_tensors(processor, [item("train", config.seed, step, i, config) for i in range(config.batch_size)])
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        loss = model(**inputs).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        done = step + 1
+        record = {"step": done, "loss": round(loss.item(), 4), "lr": lr_at(step, config), "seconds": round(time.time() - started, 1)}
+        if done % config.eval_every == 0 or done == config.steps:
+            model.eval()
+            record["heldout"] = evaluate(model, processor, model_dir, config)
+            model.train()
+        if done % 10 == 0 or "heldout" in record:
+            with open(out / LOG, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            log(json.dumps(record), flush=True)
+        if done % config.save_steps == 0 or done == config.steps:
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, tmp)
+            os.replace(tmp, checkpoint)
+    model.eval()
+    return record.get("heldout", {})
