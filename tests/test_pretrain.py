@@ -377,6 +377,7 @@ def test_text_phase_items_are_train_text_kinds_with_the_answer_alone_labelled(na
     items = [text_phase.item("train", 0, 0, i, config) for i in range(12)]
     assert {r.meta["kind"] for r in items} == {"arithmetic", "copy"}
     assert all(in_split(r.meta["scene_key"], "train", PerceptionConfig()) for r in items)
+    assert not [r.problem for r in items if any(b in r.problem for b in BANNED)]  # no task's question type
     assert [r.answer for r in items] == [text_phase.item("train", 0, 0, i, config).answer for i in range(12)]  # rebuild alone
     inputs = text_phase.batch_tensors(processor, items)
     task = get_task("perception")
