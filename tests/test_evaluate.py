@@ -64,6 +64,8 @@ def test_accuracy_interval_picks_wilson_for_binary_scores_and_the_bootstrap_othe
     avg = stats.average_interval([[1.0] * 14 + [0.0] * 86, [1.0] * 3 + [0.0] * 97], seed=0)
     assert avg["accuracy"] == 8.5 and avg["n"] == 200 and avg["ci95"][0] < 8.5 < avg["ci95"][1]
     assert stats.format_ci({"accuracy": 14.0, "ci95": [8.53, 22.14]}) == "14.00 [8.53, 22.14]"
+    assert stats.format_ci({"difference": 2.9, "ci95": [0.5, 5.3]}, "difference", signed=True) == "+2.90 [+0.50, +5.30]"
+    assert stats.format_ci({"difference": -3.5, "ci95": None}, "difference", signed=True) == "-3.50" and stats.format_ci(None) == "-"
     with pytest.raises(ValueError):
         stats.wilson_interval(3, 2)
 

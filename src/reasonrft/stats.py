@@ -126,12 +126,14 @@ def paired_difference(first: Sequence[Sequence[float]], second: Sequence[Sequenc
     return {"n": sum(d.size for d in diffs), "difference": _pct(estimate), "ci95": [_pct(low), _pct(high)], "ci_method": "paired-bootstrap"}
 
 
-def format_ci(entry: dict | None) -> str:
-    """``"14.00 [8.53, 22.16]"``: an accuracy with its interval, for tables ("-" if absent)."""
+def format_ci(entry: dict | None, key: str = "accuracy", signed: bool = False) -> str:
+    """``"14.00 [8.53, 22.16]"``: an accuracy (or another ``key``) with its interval, for tables
+    ("-" if absent); ``signed`` for differences: ``"+2.90 [+0.50, +5.30]"``."""
     if not entry:
         return "-"
+    spec = "+.2f" if signed else ".2f"
     ci = entry.get("ci95")
-    return f"{entry['accuracy']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+    return f"{entry[key]:{spec}}" + (f" [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else "")
 
 
 def most_frequent_answer(answers: Iterable[str]) -> str:

@@ -286,7 +286,7 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
         md += "\nBy group (structure: choice / non-choice answers; transformation: program length):\n\n" + markdown_table(group_header, group_cells)
     if result.get("paired"):
         pair_header = ["difference (points)"] + splits + ["OOD AVG"]
-        pair_cells = [[" - ".join(TITLES[n] for n in key.split(" - "))] + [_fmt_difference(entry[s]) for s in splits + ["OOD AVG"]] for key, entry in result["paired"].items()]
+        pair_cells = [[" - ".join(TITLES[n] for n in key.split(" - "))] + [stats.format_ci(entry[s], "difference", signed=True) for s in splits + ["OOD AVG"]] for key, entry in result["paired"].items()]
         md += ("\nPaired differences on the same questions (percentage points; paired bootstrap 95% interval; "
                "an interval that holds 0 is no difference):\n\n" + markdown_table(pair_header, pair_cells))
     for name, seen in result.get("grpo", {}).items():
@@ -325,11 +325,6 @@ def _csv_lines(rows: list[tuple[str, dict]], splits: list[str]) -> list[list]:
 
 def _groups(row: dict, splits: list[str]) -> list[tuple[str, str]]:
     return [(s, g) for s in splits for g in row["splits"][s].get("groups", {})]
-
-
-def _fmt_difference(entry: dict) -> str:
-    ci = entry.get("ci95")
-    return f"{entry['difference']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
 
 
 def _fmt(row: dict, key: str) -> str:
@@ -391,7 +386,7 @@ def _sweep_paired_markdown(paired: dict, in_domain: str) -> str:
         return ""
     titles = [" - ".join(TITLES[n] for n in pair.split(" - ")) for pair in pairs]
     header = ["budget"] + [f"{t} {kind}" for t in titles for kind in ("ID", "OOD")]
-    cells = [[b] + [_fmt_difference(entries[p][k]) if p in entries else "-" for p in pairs for k in (in_domain, "OOD AVG")] for b, entries in paired.items()]
+    cells = [[b] + [stats.format_ci(entries[p][k], "difference", signed=True) if p in entries else "-" for p in pairs for k in (in_domain, "OOD AVG")] for b, entries in paired.items()]
     return "\nPaired differences on the same questions (percentage points, paired bootstrap 95% interval; one holding 0 is no difference):\n\n" + markdown_table(header, cells)
 
 
