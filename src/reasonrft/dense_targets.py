@@ -20,8 +20,6 @@ exactly the batches a run without interruption would (``train`` saves a checkpoi
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reasonrft import phase_loop
 from reasonrft.tasks import counting, geometry_draw, perception
 from reasonrft.tasks.base import item_rng
 
@@ -223,13 +222,6 @@ def evaluate(visual, head, processor, config: DenseConfig) -> dict[str, float]:
 # --------------------------------------------------------------------------- training
 
 
-def lr_at(step: int, config: DenseConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=print) -> dict[str, float]:
     """Train ``model``'s vision tower with the temporary heads for ``config.steps`` steps,
     resuming from ``OUT/dense-checkpoint.pt`` when present; returns the held-out accuracies.
@@ -245,8 +237,7 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     start = 0
     checkpoint = out / CHECKPOINT
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
+    if (state := phase_loop.load_checkpoint(checkpoint)) is not None:
         visual.load_state_dict(state["visual"])
         head.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
@@ -257,27 +248,22 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
     for step in range(start, config.steps):
         items = [scene_item("train", config.seed, step, i, curriculum(step, config), diagram_fraction=config.diagram_fraction) for i in range(config.batch_size)]
         pixel_values, grid_thw, targets = batch_tensors(processor, items)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
+        lr = phase_loop.set_lr(optimizer, step, config)
         loss = loss_of(forward(visual, head, pixel_values, grid_thw, len(items)), targets)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         done = step + 1
-        record = {"step": done, "loss": round(loss.item(), 4), "lr": lr_at(step, config), "max_objects": curriculum(step, config), "seconds": round(time.time() - started, 1)}
+        record = {"step": done, "loss": round(loss.item(), 4), "lr": lr, "max_objects": curriculum(step, config), "seconds": round(time.time() - started, 1)}
         if done % config.eval_every == 0 or done == config.steps:
             visual.eval()
             record["heldout"] = evaluate(visual, head, processor, config)
             visual.train()
         if done % 10 == 0 or "heldout" in record:
-            with open(out / LOG, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            log(json.dumps(record), flush=True)
+            phase_loop.write_record(out / LOG, record, log)
         if done % config.save_steps == 0 or done == config.steps:
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"visual": visual.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, tmp)
-            os.replace(tmp, checkpoint)
+            phase_loop.save_checkpoint(checkpoint, {"visual": visual.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict(), "step": done})
     visual.eval()
     if start >= config.steps and checkpoint.is_file():
         return evaluate(visual, head, processor, config)

@@ -19,15 +19,15 @@ run resumed from ``OUT/text-checkpoint.pt`` sees exactly the batches of an unint
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from reasonrft import phase_loop
 from reasonrft.data import Record, user_message_with_images
 from reasonrft.pretrain_data import TASK_NAME
+from reasonrft.stages.common import freeze_vision
 from reasonrft.tasks import get_task, perception
 from reasonrft.tasks.base import item_rng
 
@@ -93,20 +93,13 @@ def evaluate(model, processor, model_dir: str, config: TextConfig) -> dict[str, 
     from reasonrft.stages import evaluate as evaluation
 
     task = get_task(TASK_NAME)
+    settings = build(evaluation.EvalConfig, dict(model=model_dir, task=TASK_NAME, prompt_style="answer", temperature=0.0, max_new_tokens=64, batch_size=25, progress=False))
     result = {}
     for name, kind, options in EVAL_SKILLS:
         records = [item("test", config.seed, 0, i, config, kind, **options) for i in range(config.eval_items)]
-        settings = build(evaluation.EvalConfig, dict(model=model_dir, task=TASK_NAME, prompt_style="answer", temperature=0.0, max_new_tokens=64, batch_size=25, progress=False))
         predictions = evaluation.generate(model, processor, task, records, settings, "cpu")
         result[name] = round(100 * sum(task.score(p, r.answer) for p, r in zip(predictions, records)) / len(records), 1)
     return result
-
-
-def lr_at(step: int, config: TextConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def train(model, processor, model_dir: str, out: str | os.PathLike, config: TextConfig, log=print) -> dict[str, float]:
@@ -117,14 +110,12 @@ def train(model, processor, model_dir: str, out: str | os.PathLike, config: Text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for p in model.model.visual.parameters():
-        p.requires_grad_(False)
+    freeze_vision(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     start = 0
     checkpoint = out / CHECKPOINT
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
+    if (state := phase_loop.load_checkpoint(checkpoint)) is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
@@ -133,26 +124,21 @@ def train(model, processor, model_dir: str, out: str | os.PathLike, config: Text
     started, record = time.time(), {}
     for step in range(start, config.steps):
         inputs = batch_tensors(processor, [item("train", config.seed, step, i, config) for i in range(config.batch_size)])
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
+        lr = phase_loop.set_lr(optimizer, step, config)
         loss = model(**inputs).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         done = step + 1
-        record = {"step": done, "loss": round(loss.item(), 4), "lr": lr_at(step, config), "seconds": round(time.time() - started, 1)}
+        record = {"step": done, "loss": round(loss.item(), 4), "lr": lr, "seconds": round(time.time() - started, 1)}
         if done % config.eval_every == 0 or done == config.steps:
             model.eval()
             record["heldout"] = evaluate(model, processor, model_dir, config)
             model.train()
         if done % 10 == 0 or "heldout" in record:
-            with open(out / LOG, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            log(json.dumps(record), flush=True)
+            phase_loop.write_record(out / LOG, record, log)
         if done % config.save_steps == 0 or done == config.steps:
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, tmp)
-            os.replace(tmp, checkpoint)
+            phase_loop.save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done})
     model.eval()
     return record.get("heldout", {})

@@ -171,30 +171,22 @@ def run(config: PretrainConfig) -> Path:
 def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
     """Phase 1: the vision tower of the random model ``init`` trained on dense per-patch
     targets; returns ``WORK/model``, a plain Qwen2-VL directory (the temporary heads stay in
-    ``WORK/dense-checkpoint.pt``). With ``resume`` it continues from that checkpoint (or
-    reuses a finished ``WORK/model``); without, it starts over."""
-    import torch
-
-    model_dir = work / "model"
-    if config.resume and (model_dir / "config.json").is_file():
-        return model_dir
-    if not config.resume:
-        shutil.rmtree(work, ignore_errors=True)
-    torch.manual_seed(config.seed)
-    model, processor = modeling.load_model(init), modeling.load_processor(init)
+    ``WORK/dense-checkpoint.pt``)."""
     dense = dense_targets.DenseConfig(steps=config.dense_steps, batch_size=config.dense_batch_size, learning_rate=config.dense_learning_rate,
                                       curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed)
-    dense_targets.train(model, processor, work, dense)
-    with atomic_dir(model_dir) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-    return model_dir
+    return _phase(config, init, work, lambda model, processor: dense_targets.train(model, processor, work, dense))
 
 
 def text_phase_run(config: PretrainConfig, init: Path, work: Path) -> Path:
-    """Phase 2: the language model of ``init`` trained on the text kinds alone; returns
-    ``WORK/model``. With ``resume`` it continues from ``WORK/text-checkpoint.pt`` (or reuses a
-    finished ``WORK/model``); without, it starts over."""
+    """Phase 2: the language model of ``init`` trained on the text kinds alone (the loop's
+    checkpoint is ``WORK/text-checkpoint.pt``); returns ``WORK/model``."""
+    return _phase(config, init, work, lambda model, processor: text_phase.train(model, processor, str(init), work, config.text_config()))
+
+
+def _phase(config: PretrainConfig, init: Path, work: Path, train) -> Path:
+    """A phase that changes the model of ``init`` in place (``train(model, processor)``) and
+    saves it as ``WORK/model``. With ``resume`` it reuses a finished ``WORK/model``, or lets
+    ``train`` continue from its checkpoint in ``WORK``; without, it starts over."""
     import torch
 
     model_dir = work / "model"
@@ -204,7 +196,7 @@ def text_phase_run(config: PretrainConfig, init: Path, work: Path) -> Path:
         shutil.rmtree(work, ignore_errors=True)
     torch.manual_seed(config.seed)
     model, processor = modeling.load_model(init), modeling.load_processor(init)
-    text_phase.train(model, processor, str(init), work, config.text_config())
+    train(model, processor)
     with atomic_dir(model_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
