@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 from PIL import Image
 
@@ -126,6 +127,28 @@ def test_sweep_plots_accuracy_against_samples_with_the_activation_point(nano_mod
     paired = json.loads((out / "sweep_paired.json").read_text())
     assert paired["4"]["reason-rft - stage1"] == json.loads((out / "n4" / "results.json").read_text())["paired"]["reason-rft - stage1"]
     assert "| Reason-RFT - Reason-RFT stage 1 only ID | Reason-RFT - Reason-RFT stage 1 only OOD |" in (out / "sweep.md").read_text()
+    copied = json.loads((out / "n8" / "eval" / "zero-shot" / "summary.json").read_text())  # the base on the same test sets: evaluated once
+    assert copied["copied_from"] == str(out / "n4" / "eval" / "zero-shot") and copied["config"]["data_root"] == str(out / "n8" / "data")
+    assert summary["8"]["zero-shot"] == summary["4"]["zero-shot"]
+
+
+def test_an_evaluation_is_copied_only_onto_identical_settings_and_test_files(nano_model, tmp_path):
+    from reasonrft.stages import experiment
+
+    def compare(name: str, **overrides) -> dict:
+        values = dict(task="counting", out=str(tmp_path / name), model=nano_model, paradigms=["zero-shot"], n_train=4, stage1=2, n_eval=2, max_new_tokens=4, reuse_evals_from=str(tmp_path / "first"))
+        experiment.run_compare(experiment.CompareConfig(**{**values, **overrides}))
+        return json.loads((tmp_path / name / "eval" / "zero-shot" / "summary.json").read_text())
+
+    first = compare("first", reuse_evals_from="")
+    assert "copied_from" not in first
+    assert compare("same")["copied_from"] == str(tmp_path / "first" / "eval" / "zero-shot")
+    assert "copied_from" not in compare("fewer", n_eval=1)  # another setting
+    altered = tmp_path / "altered" / "data"
+    shutil.copytree(tmp_path / "first" / "data", altered)
+    image = sorted((altered / "test-id" / "images").iterdir())[0]
+    Image.open(image).rotate(90).save(image)  # one test image differs: not the same evaluation
+    assert "copied_from" not in compare("altered")
 
 
 def test_results_name_the_shipped_base_without_this_machines_path(tmp_path, monkeypatch):

@@ -34,14 +34,18 @@ new settings' result.
 domain-shift panels, with the zero-shot level and the stage-1 activation point marked, and
 ``OUT/sweep.{json,md}``: per budget and paradigm (and the most-frequent-answer baseline),
 in-domain and domain-shift accuracy with their intervals, drawn as error bars; and
-``OUT/sweep_paired.json``: each budget's paired differences.
+``OUT/sweep_paired.json``: each budget's paired differences. The budgets share their test
+sets and base, so the zero-shot row is evaluated once and copied to the later budgets
+(``reuse_evals_from``; only where the settings and the test files are identical).
 """
 
 from __future__ import annotations
 
 import csv
+import filecmp
 import io
 import json
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,7 +53,7 @@ from pathlib import Path
 from reasonrft import data, modeling, plots, stats
 from reasonrft.config import build
 from reasonrft.errors import UserError
-from reasonrft.io import atomic_write_json, atomic_write_text
+from reasonrft.io import atomic_dir, atomic_write_json, atomic_write_text
 from reasonrft.report import markdown_table
 from reasonrft.stages import evaluate, grpo, sft
 from reasonrft.tasks import Task, get_task
@@ -86,6 +90,7 @@ class CompareConfig:
     grpo_learning_rate: float = 2e-5
     num_generations: int = 8
     max_new_tokens: int = 200  # room for the longest gold CoT (162 tokens; tests/test_tasks_contract.py)
+    reuse_evals_from: str = ""  # an earlier compare's OUT: its evaluation of the same model on byte-identical test sets is copied, not redone
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.paradigms if p not in PARADIGMS]
@@ -225,8 +230,41 @@ def _trained_with(settings: dict) -> bool:
 
 def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out: Path) -> dict:
     cfg = build(evaluate.EvalConfig, dict(model=str(model_dir), task=task.name, data_root=str(out / "data"), n=config.n_eval, output_dir=str(out / "eval" / name), prompt_style=EVAL_STYLE.get(name, "cot"), max_new_tokens=config.max_new_tokens, seed=config.seed))
-    summary = _finished_eval(cfg) or evaluate.run(cfg)
+    summary = _finished_eval(cfg) or _copied_eval(cfg, config.reuse_evals_from, name, task) or evaluate.run(cfg)
     return _row(summary, str(model_dir))
+
+
+def _copied_eval(cfg: evaluate.EvalConfig, earlier: str, name: str, task: Task) -> dict | None:
+    """Copy row ``name``'s evaluation from the compare in ``earlier`` when it is this very
+    evaluation: the same model, every setting but the paths equal, and test sets identical
+    file for file (records and images). A sweep passes its previous budget, so the zero-shot
+    row, the base on the same test sets at every budget, is evaluated once; every trained row
+    has a model of its own and is never copied. The copy says where it came from
+    (``copied_from``), and its predictions keep the image paths it was made with."""
+    if not earlier:
+        return None
+    source = Path(earlier) / "eval" / name
+    theirs = replace(cfg, output_dir=str(source), data_root=str(Path(earlier) / "data"))
+    summary = _finished_eval(theirs)
+    if summary is None or not all(_same_files(Path(theirs.data_root) / s, Path(cfg.data_root) / s) for s in task.test_splits):
+        return None
+    summary = {**summary, "config": {**summary["config"], "output_dir": cfg.output_dir, "data_root": cfg.data_root}, "copied_from": str(source)}
+    with atomic_dir(cfg.output_dir) as tmp:
+        for item in source.iterdir():
+            if item.is_file() and item.name != "summary.json":
+                shutil.copy2(item, tmp / item.name)
+        atomic_write_json(tmp / "summary.json", summary)
+    print(f"[compare] {name}: evaluation copied from {source} (same model, settings and test sets)", flush=True)
+    return summary
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether two directories hold the same files with the same bytes."""
+    def listing(root: Path) -> list[Path]:
+        return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+    names = listing(a)
+    return names == listing(b) and all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
 
 
 def _same_path(recorded, wanted) -> bool:
@@ -347,10 +385,13 @@ class SweepConfig:
 
 def run_sweep(config: SweepConfig) -> dict:
     results = {}
+    earlier = ""  # the previous budget: its zero-shot evaluation is this budget's too
     for budget in sorted(config.budgets):
         values = dict(config.compare, task=config.task, out=str(Path(config.out) / f"n{budget}"), n_train=budget)
         values.setdefault("stage1", min(1600, budget // 2))
+        values.setdefault("reuse_evals_from", earlier)
         results[budget] = run_compare(build(CompareConfig, values, source="sweep"))
+        earlier = values["out"]
     in_domain = get_task(config.task).test_splits[0]
     summary = {str(b): {name: _sweep_entry(row, in_domain, _samples(name, r["config"])) for name, row in {**r["rows"], "most-frequent": r["baseline"]}.items()} for b, r in results.items()}
     paired = {str(b): r.get("paired", {}) for b, r in results.items()}
