@@ -159,3 +159,24 @@ def test_results_name_the_shipped_base_without_this_machines_path(tmp_path, monk
     assert experiment._portable(tmp_path / "site-packages" / "reasonrft" / "base") == experiment.SHIPPED_BASE
     assert experiment._portable("runs/compare/stage1") == "runs/compare/stage1"  # what the user named, as named
     assert str(tmp_path) not in experiment.SHIPPED_BASE
+
+
+def test_a_stage_default_changed_since_training_is_refused_too(tmp_path):
+    """compare reuses a trained stage only if every recorded setting still holds, the stage's
+    own defaults included; logging and saving do not count."""
+    import pytest
+
+    from reasonrft.config import to_dict
+    from reasonrft.errors import UserError
+    from reasonrft.stages import experiment, sft
+
+    config = sft.SFTStageConfig(model="base", output_dir=str(tmp_path / "ans-sft"), task="counting", data="data/train")
+    (tmp_path / "ans-sft").mkdir()
+    (tmp_path / "ans-sft" / "config.json").write_text("{}")
+    recorded = {"stage": "sft", **to_dict(config), "records": 8, "logging_steps": 1, "save_steps": 7}
+    (tmp_path / "ans-sft" / "reasonrft_stage.json").write_text(json.dumps(recorded))
+    assert experiment._trained_with(config)
+    recorded["warmup_steps"] = config.warmup_steps + 5  # as if the code's default had changed since
+    (tmp_path / "ans-sft" / "reasonrft_stage.json").write_text(json.dumps(recorded))
+    with pytest.raises(UserError, match=f"warmup_steps: {config.warmup_steps + 5} there, {config.warmup_steps} now"):
+        experiment._trained_with(config)

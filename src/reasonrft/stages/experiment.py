@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reasonrft import data, modeling, plots, stats
-from reasonrft.config import build
+from reasonrft.config import build, to_dict
 from reasonrft.errors import UserError
 from reasonrft.io import atomic_dir, atomic_write_json, atomic_write_text
 from reasonrft.report import markdown_table
@@ -155,12 +155,14 @@ def _train(paradigm: str, config: CompareConfig, task: Task, base: Path, train_d
 
 def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int) -> Path:
     settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, save_steps=100_000)
-    return out if _trained_with(settings) else sft.run(build(sft.SFTStageConfig, settings))
+    stage_config = build(sft.SFTStageConfig, settings)
+    return out if _trained_with(stage_config) else sft.run(stage_config)
 
 
 def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, offset: int, limit: int) -> Path:
     settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, save_steps=100_000, logging_steps=5)
-    return out if _trained_with(settings) else grpo.run(build(grpo.GRPOStageConfig, settings))
+    stage_config = build(grpo.GRPOStageConfig, settings)
+    return out if _trained_with(stage_config, rewards=grpo.reward_weights(stage_config, task)) else grpo.run(stage_config)
 
 
 PAIRS = (("reason-rft", "cot-sft"), ("reason-rft", "ans-sft"), ("reason-rft", "stage1"), ("reason-rft-zero", "zero-shot"))
@@ -204,23 +206,29 @@ def _grpo_exposure(model_dir: Path) -> dict:
     return {"steps": steps, "prompts_per_step": prompts // max(steps, 1), "completions_per_prompt": stage["num_generations"], "prompts_seen": prompts, "distinct_records": min(prompts, stage["records"]), "records": stage["records"], "learning_rate": stage["learning_rate"]}
 
 
-def _trained_with(settings: dict) -> bool:
-    """Whether the stage's output directory already holds a model trained with the settings
-    compare gives it (an experiment can be re-run to fill in what is missing). A model there
-    that was trained with other settings is an error: reusing it would report the old
-    settings' numbers under the new ones."""
-    out = Path(settings["output_dir"])
+BOOKKEEPING = ("output_dir", "logging_steps", "save_steps", "report_to", "resume", "log_completions")  # settings that do not change the model
+
+
+def _trained_with(stage_config, **resolved) -> bool:
+    """Whether the stage's output directory already holds a model trained with this stage
+    config (an experiment can be re-run to fill in what is missing). Every recorded setting
+    counts, the ones compare passes and the stage's own defaults alike (a default changed in
+    the code since is a change too), except logging and saving. A model there that was trained
+    with other settings is an error: reusing it would report the old settings' numbers under
+    the new ones. ``resolved``: settings the stage records as resolved, not as given (GRPO's
+    reward weights)."""
+    out = Path(stage_config.output_dir)
     if not (out / "config.json").is_file():
         return False
     stage_file = out / "reasonrft_stage.json"
     if not stage_file.is_file():
         return True  # trained before stages recorded their settings
     recorded = json.loads(stage_file.read_text())
-    paths = ("model", "output_dir", "data")
+    paths = ("model", "data")
     differ = [
         f"{key}: {recorded[key]!r} there, {value!r} now"
-        for key, value in settings.items()
-        if key in recorded
+        for key, value in {**to_dict(stage_config), **resolved}.items()
+        if key in recorded and key not in BOOKKEEPING
         and not (_same_path(recorded[key], value) if key in paths else recorded[key] == value)
     ]
     if differ:

@@ -81,6 +81,12 @@ class GRPOStageConfig(TrainingConfig):
         return self.prompts_per_device * self.num_generations
 
 
+def reward_weights(config: GRPOStageConfig, task) -> dict[str, float]:
+    """The rewards GRPO sums, with their weights: ``config.rewards``, or the format reward and
+    the task's accuracy reward, 1 each."""
+    return config.rewards or {"format": 1.0, task.accuracy_reward: 1.0}
+
+
 def run(config: GRPOStageConfig) -> Path:
     trainer, processor, checkpoint, weights, records = build_trainer(config)
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -113,7 +119,7 @@ def build_trainer(config: GRPOStageConfig):
     with main_process_first():  # one process generates OUT/data, the others then read it
         task, records = data.resolve_training_data(config.task, config.data, config.n_train, config.seed, config.data_offset, config.data_limit, Path(config.output_dir) / "data")
     train_set = data.to_hf_dataset(data.grpo_rows(task, records))
-    weights = config.rewards or {"format": 1.0, task.accuracy_reward: 1.0}
+    weights = reward_weights(config, task)
     checkpoint = resume_checkpoint(config.output_dir, config.resume)
     model = load_training_model(config, checkpoint)  # fp32 masters; the KL reference is config.model
     if config.use_vllm and config.vllm_mode == "colocate":  # vLLM (and the reference model) load from this path: the same weights, our image bounds
