@@ -182,6 +182,8 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "dense_diagram_fraction=1.5"]) == 2
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_kind_weights=[1, 2, 3]"]) == 2  # one per text kind
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_steps=-1"]) == 2
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_kinds=[count, juggling]"]) == 2  # not a perception kind
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_kinds=[count, attribute]", "text_kind_weights=[1]"]) == 2  # one weight per kind
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={tmp_path / 'none'}"]) == 2
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={Path(modeling.__file__).parent / 'base'}", "dense_steps=5"]) == 2
     assert not (tmp_path / "w").exists()  # nothing written
@@ -251,12 +253,8 @@ def test_count_arithmetic_and_copy_answers_are_exact(skill_records):
 
 
 def test_benchmark_items_are_held_out_and_rebuild_alone(skill_records):
-    import importlib.util
-    import pathlib
+    from reasonrft import base_skills as bench
 
-    spec = importlib.util.spec_from_file_location("bench_base", pathlib.Path(__file__).parents[1] / "benchmarks" / "bench_base.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     train_keys = {r.meta["scene_key"] for r in skill_records}
     for skill in bench.SKILLS:
         items = bench.skill_records(skill, 3)
@@ -391,6 +389,24 @@ def test_text_phase_items_are_train_text_kinds_with_the_answer_alone_labelled(na
         assert processor.tokenizer.decode(real).startswith(prompt.replace("<|image_pad|>", "<|image_pad|>" * 4))  # what eval renders
 
 
+def test_text_phase_on_image_kinds_gives_their_scenes_and_measures_their_skills(nano_model):
+    """``text_kinds`` turns the same loop to counting or attributes: items of those kinds with
+    their 224 px scenes (train split), the answer alone labelled, and the benchmark's skills of
+    those kinds in the held-out log."""
+    from reasonrft import base_skills
+    from reasonrft.stages.pretrain import PretrainConfig
+
+    config = PretrainConfig(out="x", text_kinds=["count", "attribute"], text_kind_weights=[3, 1]).text_config()
+    assert (config.kinds, config.kind_weights) == (("count", "attribute"), (3, 1))
+    items = [text_phase.item("train", 0, 0, i, config) for i in range(8)]
+    assert {r.meta["kind"] for r in items} == {"count", "attribute"} and {r.images[0].size for r in items} == {(224, 224)}
+    assert all(in_split(r.meta["scene_key"], "train", PerceptionConfig()) for r in items)
+    inputs = text_phase.batch_tensors(modeling.load_processor(nano_model), items)
+    labels = inputs["labels"][0]
+    assert modeling.load_processor(nano_model).tokenizer.decode(labels[labels != text_phase.IGNORE]) == f"{items[0].answer}<|im_end|>\n"
+    assert base_skills.skills_of(config.kinds) == ["count/test-id", "count/test-ood-d", "attribute/color", "attribute/shape", "attribute/size", "attribute/material"]
+
+
 def test_text_phase_learns_and_resumes_exactly(nano_model, tmp_path, monkeypatch):
     """The loss on a fixed batch falls; three steps straight, or two, an interruption and a
     restart, give the same weights."""
@@ -403,7 +419,7 @@ def test_text_phase_learns_and_resumes_exactly(nano_model, tmp_path, monkeypatch
     with torch.no_grad():
         before = straight(**probe).loss.item()
     heldout = text_phase.train(straight, processor, nano_model, tmp_path / "a", config, log=lambda *a, **k: None)
-    assert set(heldout) == {name for name, _, _ in text_phase.EVAL_SKILLS}
+    assert set(heldout) == {"arithmetic/sum_difference", "arithmetic/product_quotient_square_root", "copy"}  # the benchmark's skills of its kinds
     with torch.no_grad():
         assert straight(**probe).loss.item() < before - 0.5
 

@@ -8,13 +8,17 @@ differences up to 30 in 750 steps (``benchmarks/probe_text_sums.py``). This phas
 skills those steps before the reading phase, which then keeps them by replay (the text kinds
 stay in its mix).
 
-Items are the perception family's own text kinds (``perception.TEXT_KINDS``: arithmetic,
-copying) on its ``train`` split, each with the blank image the reading phase and the skills
-benchmark give them, so the prompt is token for token what those see. The loss covers the
+Items are the perception family's own kinds (by default its text kinds,
+``perception.TEXT_KINDS``: arithmetic, copying; ``kinds`` may name any of ``perception.KINDS``,
+so the same loop can give counting or attribute questions their many large-batch steps) on its
+``train`` split, each with the image the reading phase and the skills benchmark give it (the
+text kinds: a blank one), so the prompt is token for token what those see. The loss covers the
 answer only, as TRL's prompt-completion SFT does (loss on the whole sequence was measured too:
 the questions' random numbers and words dominate it, and it learned less). Only the language
 model trains (the vision tower is frozen). Item ``i`` of step ``s`` comes from its own RNG, so a
 run resumed from ``OUT/text-checkpoint.pt`` sees exactly the batches of an uninterrupted one.
+The held-out log (every ``eval_every`` steps) measures the skills of ``reasonrft.base_skills``
+that belong to the phase's kinds, on the skills benchmark's own items.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasonrft import phase_loop
+from reasonrft import base_skills, phase_loop
 from reasonrft.data import Record, user_message_with_images
 from reasonrft.pretrain_data import TASK_NAME
 from reasonrft.stages.common import freeze_vision
@@ -34,38 +38,34 @@ from reasonrft.tasks.base import item_rng
 CHECKPOINT = "text-checkpoint.pt"
 LOG = "text-log.jsonl"
 IGNORE = -100
-# held-out skills: (name, kind, generator options); the skills benchmark's groups
-EVAL_SKILLS = (
-    ("sum_difference", "arithmetic", {"family": ("sum", "difference")}),
-    ("product_quotient_square_root", "arithmetic", {"family": ("product", "quotient", "square", "root")}),
-    ("copy", "copy", {}),
-)
-
-
 @dataclass(frozen=True)
 class TextConfig:
-    """The text phase: steps, batch, learning rate (linear warm-up then cosine), the kinds' mix."""
+    """The text phase: steps, batch, learning rate (linear warm-up then cosine), the kinds and their mix."""
 
     steps: int = 3000
     batch_size: int = 64
     learning_rate: float = 1e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
-    kind_weights: tuple[int, ...] = (2, 1)  # one per perception.TEXT_KINDS
+    kinds: tuple[str, ...] = perception.TEXT_KINDS  # any of perception.KINDS
+    kind_weights: tuple[int, ...] = (2, 1)  # one per kind
     save_steps: int = 100
     eval_every: int = 250
     eval_items: int = 50  # per held-out skill
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if len(self.kind_weights) != len(perception.TEXT_KINDS) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
-            raise ValueError(f"text kind_weights needs {len(perception.TEXT_KINDS)} weights >= 0 ({', '.join(perception.TEXT_KINDS)}), not all 0")
+        unknown = [k for k in self.kinds if k not in perception.KINDS]
+        if unknown or not self.kinds:
+            raise ValueError(f"text kinds must be a non-empty list of {', '.join(perception.KINDS)}; got {list(self.kinds)}")
+        if len(self.kind_weights) != len(self.kinds) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
+            raise ValueError(f"text kind_weights needs {len(self.kinds)} weights >= 0 ({', '.join(self.kinds)}), not all 0")
 
 
 def item(split: str, seed: int, step: int, index: int, config: TextConfig, kind: str | None = None, **options) -> Record:
-    """Item ``index`` of batch ``step``: a text kind drawn by ``kind_weights`` (or ``kind``)."""
+    """Item ``index`` of batch ``step``: a kind drawn by ``kind_weights`` (or ``kind``)."""
     rng = item_rng("text-phase", split, seed, step * 1_000_003 + index)
-    kind = kind or rng.choices(perception.TEXT_KINDS, weights=config.kind_weights)[0]
+    kind = kind or rng.choices(config.kinds, weights=config.kind_weights)[0]
     options = {k: rng.choice(v) if isinstance(v, tuple) else v for k, v in options.items()}
     sample = perception.make_sample(perception.PerceptionConfig(), kind, split, rng, f"text-{split}-{step}-{index}", **options)
     return Record(sample.id, list(sample.images), sample.problem, sample.answer, None, TASK_NAME, dict(sample.meta))
@@ -88,17 +88,11 @@ def batch_tensors(processor, records: list[Record]) -> dict:
 
 
 def evaluate(model, processor, model_dir: str, config: TextConfig) -> dict[str, float]:
-    """Held-out exact match (``test`` split, greedy) per skill of ``EVAL_SKILLS``."""
-    from reasonrft.config import build
-    from reasonrft.stages import evaluate as evaluation
-
-    task = get_task(TASK_NAME)
-    settings = build(evaluation.EvalConfig, dict(model=model_dir, task=TASK_NAME, prompt_style="answer", temperature=0.0, max_new_tokens=64, batch_size=25, progress=False))
+    """Held-out exact match (greedy, the skills benchmark's items) on each skill of the phase's kinds."""
     result = {}
-    for name, kind, options in EVAL_SKILLS:
-        records = [item("test", config.seed, 0, i, config, kind, **options) for i in range(config.eval_items)]
-        predictions = evaluation.generate(model, processor, task, records, settings, "cpu")
-        result[name] = round(100 * sum(task.score(p, r.answer) for p, r in zip(predictions, records)) / len(records), 1)
+    for skill in base_skills.skills_of(config.kinds):
+        _, _, scores = base_skills.measure(model, processor, model_dir, skill, config.eval_items, batch_size=25)
+        result[skill] = round(100 * sum(scores) / len(scores), 1)
     return result
 
 

@@ -5,7 +5,7 @@ Run: ``reasonrft pretrain --out DIR [--config FILE.yaml] [key=value ...]``. Step
 2. with ``dense_steps > 0``, the dense phase (``reasonrft.dense_targets``): the vision tower
    trained on per-patch targets from the scene graph through temporary heads, then dropped;
 3. with ``text_steps > 0``, the text phase (``reasonrft.text_phase``): the language model alone
-   on arithmetic and copying, in large batches;
+   on arithmetic and copying (or the perception kinds ``text_kinds``), in large batches;
 4. ``n_train`` generic perception samples (``reasonrft.pretrain_data``, mix ``kind_weights``) written as a dataset;
 5. answer-only SFT on them, the whole model trained (or, ``freeze_vision``, the language model only).
 
@@ -83,11 +83,12 @@ class PretrainConfig:
     dense_batch_size: int = 16
     dense_curriculum_steps: int = 300  # scenes grow from 1 to 13 objects over these steps
     dense_diagram_fraction: float = 0.0  # images that are diagrams with per-cell character targets
-    # phase 2, the text phase (``text_phase``): arithmetic and copying alone; 0 steps: none
+    # phase 2, the text phase (``text_phase``): arithmetic and copying alone (or ``text_kinds``); 0 steps: none
     text_steps: int = 0
     text_learning_rate: float = 1e-3
     text_batch_size: int = 64
-    text_kind_weights: list[int] = field(default_factory=list)  # one per perception.TEXT_KINDS; empty: the phase's default
+    text_kinds: list[str] = field(default_factory=list)  # perception kinds; empty: the text kinds (arithmetic, copy)
+    text_kind_weights: list[int] = field(default_factory=list)  # one per kind; empty: the phase's default (text kinds only)
     freeze_vision: bool = False  # phase 3 (answer-only SFT) trains only the language model
     # a model directory (an earlier pretraining output) to continue from instead of a random
     # init: the dense phase is skipped; give a new ``seed`` so that the data are new samples
@@ -106,12 +107,14 @@ class PretrainConfig:
             perception.PerceptionConfig(kind_weights=tuple(self.kind_weights))  # validates
         if self.text_steps < 0 or self.text_learning_rate <= 0 or self.text_batch_size < 1:
             raise ValueError("need text_steps >= 0, text_learning_rate > 0 and text_batch_size >= 1")
-        self.text_config()  # validates text_kind_weights
+        self.text_config()  # validates text_kinds and text_kind_weights
         if self.init_model and self.dense_steps:
             raise ValueError("init_model continues a trained model: the dense phase (dense_steps > 0) is for a random init")
 
     def text_config(self) -> text_phase.TextConfig:
         weights = {"kind_weights": tuple(self.text_kind_weights)} if self.text_kind_weights else {}
+        if self.text_kinds:
+            weights = {"kinds": tuple(self.text_kinds), "kind_weights": tuple(self.text_kind_weights or [1] * len(self.text_kinds))}
         return text_phase.TextConfig(steps=max(1, self.text_steps), batch_size=self.text_batch_size, learning_rate=self.text_learning_rate,
                                      save_steps=min(100, max(1, self.text_steps)), seed=self.seed, **weights)
 

@@ -1,0 +1,83 @@
+"""The base model's skills: held-out items per skill, and their exact-match accuracy.
+
+One table for every place that measures the base: ``benchmarks/bench_base.py`` (the skills
+benchmark, by hand) and the pretraining phases' held-out logs (``reasonrft.text_phase``).
+Each skill's items come from the task families' own renderers at their own image size
+(224 px), built by the perception family's generators on its ``test`` split, whose scenes
+(and expressions, and phrases) are never in pretraining data. None is a task's own question
+type (no add/subtract programs, no geometry to solve, no transformation program):
+
+- ``count/test-id``, ``count/test-ood-d``: how many objects, 3-13; plain scenes, and
+  test-ood-d-looking scenes (striped textures, new light and floor, cones), never trained on;
+- ``count_filtered/1``, ``count_filtered/2``: objects matching one or two attribute values;
+- ``attribute/color|shape|size|material``: of an object picked out by a phrase;
+- ``diagram/labels``, ``diagram/numbers``: every point label / every number written on a
+  structure diagram, the whole list exact;
+- ``two_images``: both images of a transformation pair described, every object exact;
+- ``arithmetic/sum_difference`` (up to 30), ``arithmetic/product_quotient_square_root``;
+- ``copy``: a phrase of the question repeated exactly;
+- ``format``: asked for the think/answer format (items of every kind), the completion has it.
+"""
+
+from __future__ import annotations
+
+from reasonrft import rewards
+from reasonrft.data import Record
+from reasonrft.tasks import counting, get_task, perception
+from reasonrft.tasks.base import item_rng
+
+# skill -> (perception kind, generator options (a tuple: one drawn per item), max new tokens)
+SKILLS: dict[str, tuple[str, dict, int]] = {
+    "count/test-id": ("count", {"style": "plain"}, 16),
+    "count/test-ood-d": ("count", {"style": "textured"}, 16),
+    "count_filtered/1": ("count_filtered", {"n_attributes": 1}, 16),
+    "count_filtered/2": ("count_filtered", {"n_attributes": 2}, 16),
+    **{f"attribute/{q}": ("attribute", {"qtype": q}, 16) for q in ("color", "shape", "size", "material")},
+    "diagram/labels": ("diagram", {"qtype": "labels"}, 48),
+    "diagram/numbers": ("diagram", {"qtype": "numbers"}, 48),
+    "two_images": ("two_images", {}, 128),
+    "arithmetic/sum_difference": ("arithmetic", {"family": ("sum", "difference")}, 16),
+    "arithmetic/product_quotient_square_root": ("arithmetic", {"family": ("product", "quotient", "square", "root")}, 16),
+    "copy": ("copy", {}, 64),
+    "format": ("", {}, 200),
+}
+CHANCE = {"attribute/color": 1 / len(counting.COLORS), "attribute/shape": 1 / len(counting.SHAPES), "attribute/size": 1 / len(counting.SIZES), "attribute/material": 1 / len(counting.MATERIALS)}
+FORMAT_KINDS = ("count", "count_filtered", "attribute", "diagram", "arithmetic", "copy", "single", "describe")
+
+
+def skills_of(kinds: tuple[str, ...]) -> list[str]:
+    """The skills that measure the perception kinds ``kinds`` (the format skill aside)."""
+    return [skill for skill, (kind, _, _) in SKILLS.items() if kind in kinds]
+
+
+def skill_records(skill: str, n: int, seed: int = 0) -> list[Record]:
+    """``n`` held-out items of ``skill``; item ``i`` from its own RNG, so any one rebuilds alone."""
+    kind, options, _ = SKILLS[skill]
+    config = perception.PerceptionConfig()
+    records = []
+    for i in range(n):
+        rng = item_rng(f"bench-base/{skill}", "test", seed, i)
+        item_options = {k: rng.choice(v) if isinstance(v, tuple) else v for k, v in options.items()}
+        item_kind = kind or rng.choice(FORMAT_KINDS)
+        sample = perception.make_sample(config, item_kind, "test", rng, f"{skill}-{i}", ask_format=skill == "format", **item_options)
+        records.append(Record(sample.id, list(sample.images), sample.problem, sample.answer, sample.cot or None, "perception", dict(sample.meta)))
+    return records
+
+
+def score(skill: str, prediction: str, record: Record) -> float:
+    """1.0 for an exact answer (the format skill: for a completion in the think/answer format)."""
+    if skill == "format":
+        return rewards.format_score(prediction)
+    return get_task("perception").score(prediction, record.answer)
+
+
+def measure(model, processor, model_dir: str, skill: str, n: int, batch_size: int = 16) -> tuple[list[Record], list[str], list[float]]:
+    """Greedy answers of ``model`` to ``n`` held-out items of ``skill`` (bare prompts), with
+    their scores: ``(records, predictions, scores)``. ``model_dir`` is where it was loaded from."""
+    from reasonrft.config import build
+    from reasonrft.stages import evaluate
+
+    records = skill_records(skill, n)
+    config = build(evaluate.EvalConfig, dict(model=model_dir, task="perception", prompt_style="answer", temperature=0.0, max_new_tokens=SKILLS[skill][2], batch_size=batch_size, progress=False))
+    predictions = evaluate.generate(model, processor, get_task("perception"), records, config, "cpu")
+    return records, predictions, [score(skill, p, r) for p, r in zip(predictions, records)]
