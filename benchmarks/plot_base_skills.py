@@ -52,7 +52,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 5, figsize=(17, 6.5), sharex=True)
+    fig, axes = plt.subplots(2, 5, figsize=(17, 7.5), sharex=True)
     for ax, (panel, (skills, target)) in zip(axes.flat, PANELS.items()):
         for name, points in series.items():
             points = sorted(points)
@@ -71,9 +71,10 @@ def main() -> None:
         ax.set_xlabel("LM training examples seen, thousands", fontsize=9)
     axes[0][0].set_ylabel("exact match, %")
     axes[1][0].set_ylabel("exact match, %")
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)  # below the panels: no curve hidden
     fig.suptitle("The nano base's skills against training (benchmarks/bench_base.py, n = 100 per skill; dashed: the issue's target)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.stem}.partial{out.suffix}")
