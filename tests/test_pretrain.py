@@ -425,10 +425,10 @@ def test_text_phase_learns_and_resumes_exactly(nano_model, tmp_path, monkeypatch
 
     real = text_phase.item
 
-    def interrupted(split, seed, step, *rest, **options):
+    def interrupted(split, seed, step, *rest):
         if split == "train" and step == 2:
             raise KeyboardInterrupt
-        return real(split, seed, step, *rest, **options)
+        return real(split, seed, step, *rest)
 
     monkeypatch.setattr(text_phase, "item", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -38,6 +38,8 @@ from reasonrft.tasks.base import item_rng
 CHECKPOINT = "text-checkpoint.pt"
 LOG = "text-log.jsonl"
 IGNORE = -100
+
+
 @dataclass(frozen=True)
 class TextConfig:
     """The text phase: steps, batch, learning rate (linear warm-up then cosine), the kinds and their mix."""
@@ -62,12 +64,11 @@ class TextConfig:
             raise ValueError(f"text kind_weights needs {len(self.kinds)} weights >= 0 ({', '.join(self.kinds)}), not all 0")
 
 
-def item(split: str, seed: int, step: int, index: int, config: TextConfig, kind: str | None = None, **options) -> Record:
-    """Item ``index`` of batch ``step``: a kind drawn by ``kind_weights`` (or ``kind``)."""
+def item(split: str, seed: int, step: int, index: int, config: TextConfig) -> Record:
+    """Item ``index`` of batch ``step``: a kind drawn by ``kind_weights``."""
     rng = item_rng("text-phase", split, seed, step * 1_000_003 + index)
-    kind = kind or rng.choices(config.kinds, weights=config.kind_weights)[0]
-    options = {k: rng.choice(v) if isinstance(v, tuple) else v for k, v in options.items()}
-    sample = perception.make_sample(perception.PerceptionConfig(), kind, split, rng, f"text-{split}-{step}-{index}", **options)
+    kind = rng.choices(config.kinds, weights=config.kind_weights)[0]
+    sample = perception.make_sample(perception.PerceptionConfig(), kind, split, rng, f"text-{split}-{step}-{index}")
     return Record(sample.id, list(sample.images), sample.problem, sample.answer, None, TASK_NAME, dict(sample.meta))
 
 

@@ -112,11 +112,13 @@ class PretrainConfig:
             raise ValueError("init_model continues a trained model: the dense phase (dense_steps > 0) is for a random init")
 
     def text_config(self) -> text_phase.TextConfig:
-        weights = {"kind_weights": tuple(self.text_kind_weights)} if self.text_kind_weights else {}
+        mix = {}  # empty: the phase's default kinds and weights
         if self.text_kinds:
-            weights = {"kinds": tuple(self.text_kinds), "kind_weights": tuple(self.text_kind_weights or [1] * len(self.text_kinds))}
+            mix = {"kinds": tuple(self.text_kinds), "kind_weights": tuple(self.text_kind_weights or [1] * len(self.text_kinds))}
+        elif self.text_kind_weights:
+            mix = {"kind_weights": tuple(self.text_kind_weights)}
         return text_phase.TextConfig(steps=max(1, self.text_steps), batch_size=self.text_batch_size, learning_rate=self.text_learning_rate,
-                                     save_steps=min(100, max(1, self.text_steps)), seed=self.seed, **weights)
+                                     save_steps=min(100, max(1, self.text_steps)), seed=self.seed, **mix)
 
     def perception_config(self) -> perception.PerceptionConfig:
         return perception.PerceptionConfig(kind_weights=tuple(self.kind_weights)) if self.kind_weights else perception.PerceptionConfig()
