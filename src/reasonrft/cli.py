@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--task")
     sweep.add_argument("--budgets", help="comma-separated training-set sizes, e.g. 400,800,1600")
     sweep.add_argument("--out")
+    seeds = sub.add_parser("seeds", help="the spread of one compare over seeds: per row each seed's accuracy, mean, range; paired gaps by seed")
+    seeds.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="compare output directories of the same experiment at different seeds")
+    seeds.add_argument("--out", help="write OUT/seeds.json, seeds.md and seeds.png (default: print the tables only)")
     rep = sub.add_parser("report", help="write RUN_DIR/report.html: tables, plots, predictions with images, GRPO rollouts")
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a demo, compare, sweep, eval or GRPO output directory")
     rep.add_argument("--n", type=_positive_int, default=24, help="questions shown per split (default 24)")
@@ -221,6 +224,15 @@ def _report(args) -> None:
     print(f"report written to {write_report(args.run_dir, per_split=args.n)}")
 
 
+def _seeds(args) -> None:
+    from reasonrft import seeds
+
+    result = seeds.spread(seeds.load_runs(args.run_dirs))
+    print(seeds.markdown(result))
+    if args.out:
+        print(f"written to {seeds.write(result, args.out)}")
+
+
 def _check_backend() -> None:
     """FSDP (``accelerate launch`` with an FSDP config) needs GPUs: on a CPU accelerate either
     raises from every process (``fsdp_sync_module_states``) or silently trains plain DDP. Say so
@@ -334,6 +346,7 @@ COMMANDS: dict[tuple[str, str | None], Callable] = {
     ("compare", None): _experiment("compare"),
     ("sweep", None): _experiment("sweep"),
     ("report", None): _report,
+    ("seeds", None): _seeds,
 }
 
 if __name__ == "__main__":

@@ -148,3 +148,31 @@ def _intervals(ax, xs: list, entries: list[dict], key: str, color) -> None:
     if points:
         errors = [[y - ci[0] for _, y, ci in points], [ci[1] - y for _, y, ci in points]]
         ax.errorbar([x for x, _, _ in points], [y for _, y, _ in points], yerr=errors, fmt="none", ecolor=color, capsize=3, alpha=0.7)
+
+
+def seed_spread(result: dict, out: str | os.PathLike, title: str = "") -> Path:
+    """One experiment at several seeds (``reasonrft.seeds``): in-domain and domain-shift panels,
+    one line per row, each seed a point with its 95% interval over questions, the seeds' mean
+    a vertical tick: whether a gap between rows is larger than the seed's own spread."""
+    plt = _pyplot()
+    names = list(result["rows"])
+    seeds = result["seeds"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.55 * len(names)), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, key, name in ((axes[0], "id", f"in domain ({result['in_domain']})"), (axes[1], "ood", "domain shift (avg)")):
+        for y, row_name in enumerate(names):
+            row = result["rows"][row_name]
+            for i, point in enumerate(row["seeds"]):
+                offset = (i - (len(seeds) - 1) / 2) * 0.18
+                low, high = point[f"{key}_ci95"]
+                ax.errorbar([point[key]], [y + offset], xerr=[[point[key] - low], [high - point[key]]], fmt="o", color=colors[i % len(colors)], markersize=4, capsize=2, label=f"seed {point['seed']}" if y == 0 else None)
+            ax.plot([row[f"{key}_mean"]] * 2, [y - 0.35, y + 0.35], color="black", linewidth=1.5)
+        ax.set_yticks(range(len(names)), [result["rows"][n]["title"] for n in names])
+        ax.invert_yaxis()
+        ax.set_xlabel("accuracy (%)")
+        ax.set_title(name)
+        ax.grid(axis="x", alpha=0.3)
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out)
