@@ -62,7 +62,7 @@ def spread(runs: list[dict]) -> dict:
     """Per row present in every run: each seed's in-domain and domain-shift accuracy with its
     interval, and their mean, range and sample standard deviation; per paired comparison
     present in every run, each seed's difference and the number of seeds that clear zero."""
-    from reasonrft.stages.experiment import TITLES
+    from reasonrft.stages.experiment import TITLES, row_point
     from reasonrft.tasks import get_task
 
     in_domain = get_task(runs[0]["task"]).test_splits[0]
@@ -73,7 +73,7 @@ def spread(runs: list[dict]) -> dict:
         points = []
         for run, table in zip(runs, tables):
             try:
-                points.append(_point(table[name], in_domain))
+                points.append(row_point(table[name], in_domain))
             except (KeyError, TypeError, IndexError) as e:
                 raise UserError(f"{run['dir']}/{RESULTS_FILE}: row {name!r} lacks {e} (not compare's format)") from None
         rows[name] = {
@@ -87,11 +87,6 @@ def spread(runs: list[dict]) -> dict:
         per_seed = [{"seed": run["config"]["seed"], "id": run["paired"][pair][in_domain], "ood": run["paired"][pair][SHIFT]} for run in runs]
         paired[pair] = {"seeds": per_seed, **{f"{key}_clears_zero": _clears_zero([s[key] for s in per_seed]) for key in ("id", "ood")}}
     return {"task": runs[0]["task"], "in_domain": in_domain, "runs": [run["dir"] for run in runs], "seeds": [run["config"]["seed"] for run in runs], "rows": rows, "paired": paired}
-
-
-def _point(row: dict, in_domain: str) -> dict:
-    split = row["splits"][in_domain]
-    return {"id": split["accuracy"], "id_ci95": split["ci95"], "id_n": split["n"], "ood": row["shift_average"], "ood_ci95": row["shift_average_ci95"], "ood_n": sum(row["splits"][s]["n"] for s in row["shift_splits"])}
 
 
 def _summary(values: list[float]) -> dict:

@@ -411,10 +411,16 @@ def run_sweep(config: SweepConfig) -> dict:
 
 
 def _sweep_entry(row: dict, in_domain: str, samples: int) -> dict:
-    """A sweep point: in-domain and domain-shift accuracy, each with n and its 95% interval."""
+    """A sweep point: ``row_point`` at the samples the row trained on."""
+    return {**row_point(row, in_domain), "samples": samples}
+
+
+def row_point(row: dict, in_domain: str) -> dict:
+    """A row of a compare in two numbers: in-domain and domain-shift accuracy, each with n and
+    its 95% interval (``id``, ``id_ci95``, ``id_n``, ``ood``, ...; sweeps and ``reasonrft.seeds``)."""
     entry = row["splits"][in_domain]
     n_shift = sum(row["splits"][s]["n"] for s in row["shift_splits"])
-    return {"id": entry["accuracy"], "id_ci95": entry["ci95"], "id_n": entry["n"], "ood": row["shift_average"], "ood_ci95": row["shift_average_ci95"], "ood_n": n_shift, "samples": samples}
+    return {"id": entry["accuracy"], "id_ci95": entry["ci95"], "id_n": entry["n"], "ood": row["shift_average"], "ood_ci95": row["shift_average_ci95"], "ood_n": n_shift}
 
 
 def _point(entry: dict | None, key: str) -> str:
