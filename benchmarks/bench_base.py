@@ -5,7 +5,9 @@ The skills and their items: ``reasonrft.base_skills`` (counting, filtered counts
 a named object, diagram reading, two-image descriptions, text arithmetic, copying, the format),
 all held out from pretraining and none a task's own question type.
 
-Greedy decoding, bare prompts. One JSON line per skill (with chance where it exists, and
+Greedy decoding, bare prompts. One JSON line per skill (its 95% Wilson interval over items:
+at n = 100 about +-10 points around 50%, so compare models at n = 300 or more; chance where it
+exists, and
 ``majority``: the score of always giving the skill's most frequent answer), then one for the
 mean over skills. Default model: the shipped base.
 """
@@ -17,8 +19,9 @@ import collections
 import json
 import time
 
-from reasonrft import modeling
+from reasonrft import modeling, stats
 from reasonrft.base_skills import CHANCE, SKILLS, measure
+from reasonrft.io import portable_path
 
 
 def run(model_dir: str, n: int, skills: list[str], batch_size: int = 16) -> list[dict]:
@@ -27,14 +30,15 @@ def run(model_dir: str, n: int, skills: list[str], batch_size: int = 16) -> list
     for skill in skills:
         started = time.time()
         records, predictions, values = measure(model, processor, model_dir, skill, n, batch_size)
-        line = {"model": model_dir, "skill": skill, "n": n, "accuracy": round(100 * sum(values) / n, 1), "seconds": round(time.time() - started, 1), "example": [records[0].answer, predictions[0]]}
+        low, high = stats.wilson_interval(int(sum(values)), n) if stats.is_binary(values) else (None, None)
+        line = {"model": portable_path(model_dir), "skill": skill, "n": n, "accuracy": round(100 * sum(values) / n, 1), "ci95": [round(100 * low, 1), round(100 * high, 1)] if low is not None else None, "seconds": round(time.time() - started, 1), "example": [records[0].answer, predictions[0]]}
         if skill in CHANCE:
             line["chance"] = round(100 * CHANCE[skill], 1)
         if skill != "format":  # the score of always giving the skill's most frequent answer
             line["majority"] = round(100 * collections.Counter(r.answer for r in records).most_common(1)[0][1] / n, 1)
         print(json.dumps(line), flush=True)
         lines.append(line)
-    print(json.dumps({"model": model_dir, "skill": "mean", "n": n * len(lines), "accuracy": round(sum(l["accuracy"] for l in lines) / len(lines), 1)}), flush=True)
+    print(json.dumps({"model": portable_path(model_dir), "skill": "mean", "n": n * len(lines), "accuracy": round(sum(l["accuracy"] for l in lines) / len(lines), 1)}), flush=True)
     return lines
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from reasonrft import stats
 from reasonrft.errors import UserError
-from reasonrft.io import atomic_write_json, atomic_write_text
+from reasonrft.io import atomic_write_json, atomic_write_text, portable_path
 from reasonrft.report import markdown_table
 
 RESULTS_FILE = "results.json"
@@ -44,7 +44,7 @@ def load_runs(run_dirs: list[str | os.PathLike]) -> list[dict]:
             raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
         if not isinstance(result, dict) or not {"task", "rows", "baseline", "config"} <= result.keys():
             raise UserError(f"{path}: not a compare's results (needs task, rows, baseline and config)")
-        runs.append({**result, "dir": _portable(run_dir)})
+        runs.append({**result, "dir": portable_path(run_dir)})
     first = runs[0]
     for run in runs[1:]:
         differing = sorted(k for k in set(first["config"]) | set(run["config"]) if k not in MAY_DIFFER and first["config"].get(k) != run["config"].get(k))
@@ -131,14 +131,3 @@ def write(result: dict, out: str | os.PathLike) -> Path:
     atomic_write_text(out / "seeds.md", markdown(result))
     plots.seed_spread(result, out / "seeds.png", title=f"{result['task']}: accuracy by seed")
     return out
-
-
-def _portable(run_dir: str | os.PathLike) -> str:
-    """The directory as given, or relative to the working directory: no machine's absolute path."""
-    path = Path(run_dir)
-    if not path.is_absolute():
-        return path.as_posix()
-    try:
-        return path.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return path.name
