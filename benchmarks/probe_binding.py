@@ -5,7 +5,10 @@ For the attribute skills of ``reasonrft.base_skills`` ("What color is the large 
 cylinder?"), the held-out items' accuracy broken down by the scene's number of objects and the
 phrase's number of attributes, and how often the answer is a value that some object of the
 scene has (seen, perhaps bound to the wrong object) against how many distinct values a scene
-holds (what a guess among the scene's values would reach). One JSON line per skill.
+holds (what a guess among the scene's values would reach). One JSON line per skill; then
+one for scene descriptions (the perception family's ``describe`` kind, 2-5 objects, held-out
+scenes): how often the number of objects is right, and each attribute of the i-th object
+listed (left to right) against the i-th object of the scene: binding by position.
 """
 
 from __future__ import annotations
@@ -42,6 +45,32 @@ def breakdown(records, predictions, scores, attribute: str) -> dict:
     }
 
 
+def describe_breakdown(model, processor, model_dir: str, n: int) -> dict:
+    from reasonrft.data import Record
+    from reasonrft.stages import evaluate
+    from reasonrft.tasks import get_task, perception
+    from reasonrft.tasks.base import item_rng
+
+    records = []
+    for i in range(n):
+        sample = perception.make_sample(perception.PerceptionConfig(), "describe", "test", item_rng("probe-binding/describe", "test", 0, i), f"describe-{i}")
+        records.append(Record(sample.id, list(sample.images), sample.problem, sample.answer, None, "perception", dict(sample.meta)))
+    config = evaluate.EvalConfig(model=model_dir, task="perception", prompt_style="answer", temperature=0.0, max_new_tokens=96, batch_size=25, progress=False)
+    predictions = evaluate.generate(model, processor, get_task("perception"), records, config, "cpu")
+    names = ("size", "color", "material", "shape")  # the order of a description's words
+    right, total, counted, exact = collections.Counter(), collections.Counter(), 0, 0
+    for record, prediction in zip(records, predictions):
+        exact += prediction.strip() == record.answer
+        gold = [g.split(", ")[0].split() for g in record.answer.split(": ", 1)[1].split("; ")]
+        said = [g.split(", ")[0].split() for g in prediction.strip().split(": ", 1)[-1].split("; ")]
+        counted += len(gold) == len(said)
+        for g, p in zip(gold, said):
+            for k, name in enumerate(names):
+                total[name] += 1
+                right[name] += len(p) > k and p[k] == g[k]
+    return {"skill": "describe", "n": n, "exact": round(100 * exact / n, 1), "object_count_right": round(100 * counted / n, 1), "attribute_by_position": {k: round(100 * right[k] / total[k], 1) for k in names}, "example": [records[0].answer, predictions[0]]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="model directory (default: the shipped base)")
@@ -56,6 +85,7 @@ def main() -> None:
             parser.error(f"unknown skill {skill!r}; choose from {', '.join(ATTRIBUTE_SKILLS)}")
         records, predictions, scores = measure(model, processor, args.model, skill, args.n)
         print(json.dumps({"model": portable_path(args.model), "skill": skill, "n": args.n, **breakdown(records, predictions, scores, skill.split("/")[1])}), flush=True)
+    print(json.dumps({"model": portable_path(args.model), **describe_breakdown(model, processor, args.model, args.n)}), flush=True)
 
 
 if __name__ == "__main__":
