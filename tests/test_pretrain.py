@@ -407,6 +407,22 @@ def test_text_phase_on_image_kinds_gives_their_scenes_and_measures_their_skills(
     assert base_skills.skills_of(config.kinds) == ["count/test-id", "count/test-ood-d", "attribute/color", "attribute/shape", "attribute/size", "attribute/material"]
 
 
+def test_text_phase_scene_settings_shape_its_items_and_a_wrong_key_is_named(tmp_path, capsys):
+    """``text_perception`` sets the phase's scenes (a curriculum's first rung: attribute
+    questions in scenes of 2-3 objects); a key PerceptionConfig does not have stops the run."""
+    from reasonrft import cli
+    from reasonrft.stages.pretrain import PretrainConfig
+
+    config = PretrainConfig(out="x", text_kinds=["attribute"], text_perception={"attribute_min_objects": 2, "attribute_max_objects": 3}).text_config()
+    sizes = {len(text_phase.item("train", 0, 0, i, config).meta["objects"]) for i in range(24)}
+    assert sizes == {2, 3}
+    default = PretrainConfig(out="x", text_kinds=["attribute"]).text_config()
+    assert max(len(text_phase.item("train", 0, 0, i, default).meta["objects"]) for i in range(24)) > 3
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_kinds=[attribute]", "text_perception={attribute_max_objectz: 3}"]) == 2
+    err = capsys.readouterr().err
+    assert "attribute_max_objectz" in err and "attribute_max_objects" in err and not (tmp_path / "w").exists()
+
+
 def test_text_phase_learns_and_resumes_exactly(nano_model, tmp_path, monkeypatch):
     """The loss on a fixed batch falls; three steps straight, or two, an interruption and a
     restart, give the same weights."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonrft import base_skills, phase_loop
@@ -51,6 +51,9 @@ class TextConfig:
     weight_decay: float = 0.01
     kinds: tuple[str, ...] = perception.TEXT_KINDS  # any of perception.KINDS
     kind_weights: tuple[int, ...] = (2, 1)  # one per kind
+    # the items' ``perception.PerceptionConfig`` overrides, e.g. {"attribute_max_objects": 3}
+    # for a curriculum's first rung (the held-out log keeps the benchmark's own items)
+    perception: dict = field(default_factory=dict)
     save_steps: int = 100
     eval_every: int = 250
     eval_items: int = 50  # per held-out skill
@@ -62,13 +65,21 @@ class TextConfig:
             raise ValueError(f"text kinds must be a non-empty list of {', '.join(perception.KINDS)}; got {list(self.kinds)}")
         if len(self.kind_weights) != len(self.kinds) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
             raise ValueError(f"text kind_weights needs {len(self.kinds)} weights >= 0 ({', '.join(self.kinds)}), not all 0")
+        self.perception_config()  # validates the overrides
+
+    def perception_config(self) -> perception.PerceptionConfig:
+        try:
+            return perception.PerceptionConfig(**self.perception)
+        except TypeError:
+            known = ", ".join(perception.PerceptionConfig.__dataclass_fields__)
+            raise ValueError(f"text perception overrides {sorted(self.perception)}: unknown key(s); the keys are {known}") from None
 
 
 def item(split: str, seed: int, step: int, index: int, config: TextConfig) -> Record:
     """Item ``index`` of batch ``step``: a kind drawn by ``kind_weights``."""
     rng = item_rng("text-phase", split, seed, step * 1_000_003 + index)
     kind = rng.choices(config.kinds, weights=config.kind_weights)[0]
-    sample = perception.make_sample(perception.PerceptionConfig(), kind, split, rng, f"text-{split}-{step}-{index}")
+    sample = perception.make_sample(config.perception_config(), kind, split, rng, f"text-{split}-{step}-{index}")
     return Record(sample.id, list(sample.images), sample.problem, sample.answer, None, TASK_NAME, dict(sample.meta))
 
 

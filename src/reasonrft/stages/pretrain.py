@@ -89,6 +89,7 @@ class PretrainConfig:
     text_batch_size: int = 64
     text_kinds: list[str] = field(default_factory=list)  # perception kinds; empty: the text kinds (arithmetic, copy)
     text_kind_weights: list[int] = field(default_factory=list)  # one per kind; empty: the phase's default (text kinds only)
+    text_perception: dict = field(default_factory=dict)  # the text phase's scene settings, e.g. {attribute_max_objects: 3}
     freeze_vision: bool = False  # phase 3 (answer-only SFT) trains only the language model
     # a model directory (an earlier pretraining output) to continue from instead of a random
     # init: the dense phase is skipped; give a new ``seed`` so that the data are new samples
@@ -107,7 +108,7 @@ class PretrainConfig:
             perception.PerceptionConfig(kind_weights=tuple(self.kind_weights))  # validates
         if self.text_steps < 0 or self.text_learning_rate <= 0 or self.text_batch_size < 1:
             raise ValueError("need text_steps >= 0, text_learning_rate > 0 and text_batch_size >= 1")
-        self.text_config()  # validates text_kinds and text_kind_weights
+        self.text_config()  # validates text_kinds, text_kind_weights and text_perception
         if self.init_model and self.dense_steps:
             raise ValueError("init_model continues a trained model: the dense phase (dense_steps > 0) is for a random init")
 
@@ -118,7 +119,7 @@ class PretrainConfig:
         elif self.text_kind_weights:
             mix = {"kind_weights": tuple(self.text_kind_weights)}
         return text_phase.TextConfig(steps=max(1, self.text_steps), batch_size=self.text_batch_size, learning_rate=self.text_learning_rate,
-                                     save_steps=min(100, max(1, self.text_steps)), seed=self.seed, **mix)
+                                     save_steps=min(100, max(1, self.text_steps)), seed=self.seed, perception=dict(self.text_perception), **mix)
 
     def perception_config(self) -> perception.PerceptionConfig:
         return perception.PerceptionConfig(kind_weights=tuple(self.kind_weights)) if self.kind_weights else perception.PerceptionConfig()
