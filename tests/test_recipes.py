@@ -17,7 +17,8 @@ from reasonrft.stages.sft import SFTStageConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 STAGES = {"sft-ans": SFTStageConfig, "sft-cot": SFTStageConfig, "grpo": GRPOStageConfig, "eval": EvalConfig}
-STAGE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name != "accelerate")
+STAGE_FILES = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name not in ("accelerate", "pretrain"))
+PRETRAIN_FILES = sorted((RECIPES / "pretrain").glob("*.yaml"))
 ACCELERATE_FILES = sorted((RECIPES / "accelerate").glob("*.yaml"))
 PAPER = {  # reason-rft.md section 6
     SFTStageConfig: dict(learning_rate=1e-5, lr_scheduler_type="cosine", warmup_steps=100, weight_decay=0.1, num_train_epochs=1.0, freeze_vision=True, bf16=True, max_pixels=512 * 512),
@@ -36,6 +37,23 @@ def test_every_model_has_the_four_stage_files():
     assert models == {"qwen2-vl-2b", "qwen2-vl-7b", "qwen2.5-vl-3b", "qwen2.5-vl-7b"}
     for model in models:
         assert {p.stem for p in (RECIPES / model).glob("*.yaml")} == set(STAGES)
+
+
+@pytest.mark.parametrize("path", PRETRAIN_FILES, ids=lambda p: p.name)
+def test_pretrain_recipe_loads_every_key_as_written(path):
+    """The configs of the base runs in docs/results.md 4.1 (recipes/pretrain/) stay loadable."""
+    import dataclasses
+
+    import yaml
+
+    from reasonrft.stages.pretrain import PretrainConfig
+
+    config = load_config(PretrainConfig, str(path), [])
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) <= {f.name for f in dataclasses.fields(PretrainConfig)}
+    for key, value in raw.items():
+        assert getattr(config, key) == value, key
+    assert config.init_model == "runs/pt-f" and config.resume
 
 
 @pytest.mark.parametrize("path", STAGE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
