@@ -18,7 +18,7 @@ import collections
 import json
 
 from reasonrft import modeling
-from reasonrft.base_skills import measure
+from reasonrft.base_skills import as_record, greedy_answers, measure
 from reasonrft.io import portable_path
 
 ATTRIBUTE_SKILLS = ("attribute/color", "attribute/shape", "attribute/size", "attribute/material")
@@ -46,17 +46,12 @@ def breakdown(records, predictions, scores, attribute: str) -> dict:
 
 
 def describe_breakdown(model, processor, model_dir: str, n: int) -> dict:
-    from reasonrft.data import Record
-    from reasonrft.stages import evaluate
-    from reasonrft.tasks import get_task, perception
+    from reasonrft.tasks import perception
     from reasonrft.tasks.base import item_rng
 
-    records = []
-    for i in range(n):
-        sample = perception.make_sample(perception.PerceptionConfig(), "describe", "test", item_rng("probe-binding/describe", "test", 0, i), f"describe-{i}")
-        records.append(Record(sample.id, list(sample.images), sample.problem, sample.answer, None, "perception", dict(sample.meta)))
-    config = evaluate.EvalConfig(model=model_dir, task="perception", prompt_style="answer", temperature=0.0, max_new_tokens=96, batch_size=25, progress=False)
-    predictions = evaluate.generate(model, processor, get_task("perception"), records, config, "cpu")
+    config = perception.PerceptionConfig()
+    records = [as_record(perception.make_sample(config, "describe", "test", item_rng("probe-binding/describe", "test", 0, i), f"describe-{i}")) for i in range(n)]
+    predictions = greedy_answers(model, processor, model_dir, records, max_new_tokens=96, batch_size=25)
     names = ("size", "color", "material", "shape")  # the order of a description's words
     right, total, counted, exact = collections.Counter(), collections.Counter(), 0, 0
     for record, prediction in zip(records, predictions):

@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 
 from reasonrft import modeling
+from reasonrft.base_skills import as_record, greedy_answers
 from reasonrft.data import Record
-from reasonrft.stages import evaluate
 from reasonrft.tasks import get_task, perception
 from reasonrft.tasks.base import item_rng
 from reasonrft.text_phase import batch_tensors
@@ -40,20 +40,14 @@ class Schedule:  # what phase_loop.lr_at reads
 
 def attribute_records(split: str, max_objects: int, n: int, seed: int, qtype: str | None = None, step: int = 0) -> list[Record]:
     config = perception.PerceptionConfig(attribute_min_objects=2, attribute_max_objects=max_objects)
-    records = []
-    for i in range(n):
-        rng = item_rng(f"probe-binding/{qtype}", split, seed, step * 1_000_003 + i)
-        sample = perception.make_sample(config, "attribute", split, rng, f"binding-{split}-{step}-{i}", qtype=qtype)
-        records.append(Record(sample.id, list(sample.images), sample.problem, sample.answer, None, "perception", dict(sample.meta)))
-    return records
+    return [as_record(perception.make_sample(config, "attribute", split, item_rng(f"probe-binding/{qtype}", split, seed, step * 1_000_003 + i), f"binding-{split}-{step}-{i}", qtype=qtype)) for i in range(n)]
 
 
 def heldout(model, processor, model_dir: str, items: dict[str, list[Record]]) -> dict:
     task = get_task("perception")
-    config = evaluate.EvalConfig(model=model_dir, task="perception", prompt_style="answer", temperature=0.0, max_new_tokens=16, batch_size=25, progress=False)
     result = {}
     for qtype, records in items.items():
-        predictions = evaluate.generate(model, processor, task, records, config, "cpu")
+        predictions = greedy_answers(model, processor, model_dir, records, max_new_tokens=16, batch_size=25)
         result[qtype] = round(100 * sum(task.score(p, r.answer) for p, r in zip(predictions, records)) / len(records), 1)
     return result
 

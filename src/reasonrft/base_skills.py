@@ -24,7 +24,7 @@ from __future__ import annotations
 from reasonrft import rewards
 from reasonrft.data import Record
 from reasonrft.tasks import counting, get_task, perception
-from reasonrft.tasks.base import item_rng
+from reasonrft.tasks.base import Sample, item_rng
 
 # skill -> (perception kind, generator options (a tuple: one drawn per item), max new tokens)
 SKILLS: dict[str, tuple[str, dict, int]] = {
@@ -60,8 +60,13 @@ def skill_records(skill: str, n: int, seed: int = 0) -> list[Record]:
         item_options = {k: rng.choice(v) if isinstance(v, tuple) else v for k, v in options.items()}
         item_kind = kind or rng.choice(FORMAT_KINDS)
         sample = perception.make_sample(config, item_kind, "test", rng, f"{skill}-{i}", ask_format=skill == "format", **item_options)
-        records.append(Record(sample.id, list(sample.images), sample.problem, sample.answer, sample.cot or None, "perception", dict(sample.meta)))
+        records.append(as_record(sample))
     return records
+
+
+def as_record(sample: Sample) -> Record:
+    """A perception item as a record with its image(s) (the think text only where it was asked)."""
+    return Record(sample.id, list(sample.images), sample.problem, sample.answer, sample.cot or None, "perception", dict(sample.meta))
 
 
 def score(skill: str, prediction: str, record: Record) -> float:
@@ -74,10 +79,16 @@ def score(skill: str, prediction: str, record: Record) -> float:
 def measure(model, processor, model_dir: str, skill: str, n: int, batch_size: int = 16) -> tuple[list[Record], list[str], list[float]]:
     """Greedy answers of ``model`` to ``n`` held-out items of ``skill`` (bare prompts), with
     their scores: ``(records, predictions, scores)``. ``model_dir`` is where it was loaded from."""
+    records = skill_records(skill, n)
+    predictions = greedy_answers(model, processor, model_dir, records, SKILLS[skill][2], batch_size)
+    return records, predictions, [score(skill, p, r) for p, r in zip(predictions, records)]
+
+
+def greedy_answers(model, processor, model_dir: str, records: list[Record], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+    """``model``'s greedy answers to perception ``records`` with bare prompts (no format asked
+    beyond the question's own), on the CPU: how every base measure asks."""
     from reasonrft.config import build
     from reasonrft.stages import evaluate
 
-    records = skill_records(skill, n)
-    config = build(evaluate.EvalConfig, dict(model=model_dir, task="perception", prompt_style="answer", temperature=0.0, max_new_tokens=SKILLS[skill][2], batch_size=batch_size, progress=False))
-    predictions = evaluate.generate(model, processor, get_task("perception"), records, config, "cpu")
-    return records, predictions, [score(skill, p, r) for p, r in zip(predictions, records)]
+    config = build(evaluate.EvalConfig, dict(model=model_dir, task="perception", prompt_style="answer", temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False))
+    return evaluate.generate(model, processor, get_task("perception"), records, config, "cpu")

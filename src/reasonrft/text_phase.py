@@ -79,8 +79,7 @@ def item(split: str, seed: int, step: int, index: int, config: TextConfig) -> Re
     """Item ``index`` of batch ``step``: a kind drawn by ``kind_weights``."""
     rng = item_rng("text-phase", split, seed, step * 1_000_003 + index)
     kind = rng.choices(config.kinds, weights=config.kind_weights)[0]
-    sample = perception.make_sample(config.perception_config(), kind, split, rng, f"text-{split}-{step}-{index}")
-    return Record(sample.id, list(sample.images), sample.problem, sample.answer, None, TASK_NAME, dict(sample.meta))
+    return base_skills.as_record(perception.make_sample(config.perception_config(), kind, split, rng, f"text-{split}-{step}-{index}"))
 
 
 def batch_tensors(processor, records: list[Record]) -> dict:
