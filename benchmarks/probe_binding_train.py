@@ -1,7 +1,7 @@
 """Can the base's language model learn to bind a phrase to its object, given few objects?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_binding_train.py --model DIR --max-objects 3
-[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision]``.
+[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features]``.
 
 ``benchmarks/probe_binding.py`` found the shipped base answering a colour of the scene 95% of
 the time but the named object's only a little more often than a guess among the scene's
@@ -12,6 +12,13 @@ curriculum's first rung), and measures on held-out scenes of the same sizes, eve
 ``--eval-every`` steps, the accuracy per attribute against the palette guess (the mean over
 items of 1 / the number of distinct values in the scene). Binding learnt shows as accuracy
 well above that guess. Nothing is saved: a probe. JSON lines.
+
+``--oracle-features`` asks where the limit lies: the vision tower is replaced by the scene
+graph itself. Each merged cell's feature is a learned embedding of what the dense targets say
+covers it (``dense_targets.cell_targets``: empty, or an object's colour + shape + size +
+material), so the language model gets perfectly separated, perfectly bound features in the
+same 64 image slots. If the LM binds these quickly, the limit is the real features; if it
+does not, it is the language model (or its training).
 """
 
 from __future__ import annotations
@@ -43,17 +50,69 @@ def attribute_records(split: str, max_objects: int, n: int, seed: int, qtype: st
     return [as_record(perception.make_sample(config, "attribute", split, item_rng(f"probe-binding/{qtype}", split, seed, step * 1_000_003 + i), f"binding-{split}-{step}-{i}", qtype=qtype)) for i in range(n)]
 
 
-def heldout(model, processor, model_dir: str, items: dict[str, list[Record]]) -> dict:
+def heldout(model, processor, model_dir: str, items: dict[str, list[Record]], oracle=None) -> dict:
     task = get_task("perception")
     result = {}
     for qtype, records in items.items():
-        predictions = greedy_answers(model, processor, model_dir, records, max_new_tokens=16, batch_size=25)
+        predictions = []
+        for start in range(0, len(records), 25):  # the oracle needs each batch's scenes
+            if oracle is not None:
+                oracle.scenes = scenes_of(records[start : start + 25])
+            predictions += greedy_answers(model, processor, model_dir, records[start : start + 25], max_new_tokens=16, batch_size=25)
         result[qtype] = round(100 * sum(task.score(p, r.answer) for p, r in zip(predictions, records)) / len(records), 1)
     return result
 
 
 def palette_guess(records: list[Record], qtype: str) -> float:
     return round(100 * sum(1 / len({o[qtype] for o in r.meta["objects"]}) for r in records) / len(records), 1)
+
+
+class OracleVisual:
+    """Stands in for ``model.model.visual``: returns, for the images of the batch set in
+    ``scenes``, each merged cell's embedding of its scene-graph targets (row-major cells, the
+    order of the merger's outputs, which ``dense_targets`` trained on)."""
+
+    def __new__(cls, visual, width: int, std: float):
+        import torch
+        import torch.nn as nn
+
+        from reasonrft import dense_targets
+
+        class Oracle(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.spatial_merge_size = visual.spatial_merge_size
+                self.tables = nn.ModuleDict({name: nn.Embedding(len(values) + 1, width) for name, values in dense_targets.CELL_HEADS.items()})
+                self.tables["present"] = nn.Embedding(2, width)
+                for table in self.tables.values():
+                    nn.init.normal_(table.weight, std=std)
+                self.scenes: list = []
+
+            @property
+            def dtype(self):
+                return self.tables["present"].weight.dtype
+
+            def forward(self, pixel_values, grid_thw=None, **kwargs):
+                from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+                features = []
+                for scene in self.scenes:
+                    targets = dense_targets.cell_targets(scene, 224, 8)
+                    cell = self.tables["present"](torch.as_tensor(targets["present"]))
+                    for name, values in dense_targets.CELL_HEADS.items():
+                        index = torch.as_tensor(targets[name]).clone()
+                        index[index == dense_targets.IGNORE] = len(values)  # "no object": its own row
+                        cell = cell + self.tables[name](index)
+                    features.append(cell)
+                return BaseModelOutputWithPooling(pooler_output=torch.cat(features))
+
+        return Oracle()
+
+
+def scenes_of(records: list[Record]) -> list:
+    from reasonrft.tasks import counting
+
+    return [[counting.Obj(**{k: o[k] for k in ("shape", "color", "size", "material", "x", "z")}) for o in r.meta["objects"]] for r in records]
 
 
 def main() -> None:
@@ -70,22 +129,31 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--n-eval", type=int, default=100, help="held-out items per attribute")
-    parser.add_argument("--train-vision", action="store_true", help="train the vision tower too (default: frozen, as in the reading phase)")
+    vision = parser.add_mutually_exclusive_group()
+    vision.add_argument("--train-vision", action="store_true", help="train the vision tower too (default: frozen, as in the reading phase)")
+    vision.add_argument("--oracle-features", action="store_true", help="replace the vision tower by learned embeddings of the scene graph's cell targets")
     args = parser.parse_args()
     processor, model = modeling.load_processor(args.model), modeling.load_model(args.model)
     if not args.train_vision:
         freeze_vision(model)
+    oracle = None
+    if args.oracle_features:
+        std = model.get_input_embeddings().weight.std().item()
+        oracle = model.model.visual = OracleVisual(model.model.visual, model.config.text_config.hidden_size, std)
     items = {q: attribute_records("test", args.max_objects, args.n_eval, 0, q) for q in QTYPES}
-    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
+    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     schedule = Schedule(args.steps, min(30, args.steps // 10), args.lr)
     model.eval()
-    print(json.dumps({"step": 0, "heldout": heldout(model, processor, args.model, items)}), flush=True)
+    print(json.dumps({"step": 0, "heldout": heldout(model, processor, args.model, items, oracle)}), flush=True)
     started = time.time()
     for step in range(args.steps):
         model.train()
-        inputs = batch_tensors(processor, attribute_records("train", args.max_objects, args.batch, 0, None, step))
+        records = attribute_records("train", args.max_objects, args.batch, 0, None, step)
+        if oracle is not None:
+            oracle.scenes = scenes_of(records)
+        inputs = batch_tensors(processor, records)
         phase_loop.set_lr(optimizer, step, schedule)
         loss = model(**inputs).loss
         optimizer.zero_grad()
@@ -94,7 +162,7 @@ def main() -> None:
         optimizer.step()
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             model.eval()
-            print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4), "seconds": round(time.time() - started, 1), "heldout": heldout(model, processor, args.model, items)}), flush=True)
+            print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4), "seconds": round(time.time() - started, 1), "heldout": heldout(model, processor, args.model, items, oracle)}), flush=True)
 
 
 if __name__ == "__main__":
