@@ -1,7 +1,7 @@
 """Can the base's language model learn to bind a phrase to its object, given few objects?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_binding_train.py --model DIR --max-objects 3
-[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features]``.
+[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]]``.
 
 ``benchmarks/probe_binding.py`` found the shipped base answering a colour of the scene 95% of
 the time but the named object's only a little more often than a guess among the scene's
@@ -18,7 +18,9 @@ graph itself. Each merged cell's feature is a learned embedding of what the dens
 covers it (``dense_targets.cell_targets``: empty, or an object's colour + shape + size +
 material), so the language model gets perfectly separated, perfectly bound features in the
 same 64 image slots. If the LM binds these quickly, the limit is the real features; if it
-does not, it is the language model (or its training).
+does not, it is the language model (or its training). ``--fresh-lm SIZE`` then asks whether
+a language model that never learnt the palette habit, or a larger one, binds faster: a
+randomly initialised model of a ``modeling.SIZES`` size with ``--model``'s tokenizer.
 """
 
 from __future__ import annotations
@@ -132,8 +134,17 @@ def main() -> None:
     vision = parser.add_mutually_exclusive_group()
     vision.add_argument("--train-vision", action="store_true", help="train the vision tower too (default: frozen, as in the reading phase)")
     vision.add_argument("--oracle-features", action="store_true", help="replace the vision tower by learned embeddings of the scene graph's cell targets")
+    parser.add_argument("--fresh-lm", choices=sorted(modeling.SIZES), help="with --oracle-features: a randomly initialised language model of this size")
     args = parser.parse_args()
+    if args.fresh_lm and not args.oracle_features:
+        parser.error("--fresh-lm needs --oracle-features (a fresh vision tower sees nothing)")
     processor, model = modeling.load_processor(args.model), modeling.load_model(args.model)
+    if args.fresh_lm:
+        from transformers import Qwen2VLForConditionalGeneration
+
+        torch.manual_seed(0)
+        generation_config, model = model.generation_config, Qwen2VLForConditionalGeneration(modeling.build_config(modeling.SIZES[args.fresh_lm], processor.tokenizer))
+        model.generation_config = generation_config
     if not args.train_vision:
         freeze_vision(model)
     oracle = None
@@ -141,7 +152,7 @@ def main() -> None:
         std = model.get_input_embeddings().weight.std().item()
         oracle = model.model.visual = OracleVisual(model.model.visual, model.config.text_config.hidden_size, std)
     items = {q: attribute_records("test", args.max_objects, args.n_eval, 0, q) for q in QTYPES}
-    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
+    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     schedule = Schedule(args.steps, min(30, args.steps // 10), args.lr)
