@@ -1,7 +1,7 @@
 """Can the base's language model learn to bind a phrase to its object, given few objects?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_binding_train.py --model DIR --max-objects 3
-[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]]``.
+[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]] [--question-first]``.
 
 ``benchmarks/probe_binding.py`` found the shipped base answering a colour of the scene 95% of
 the time but the named object's only a little more often than a guess among the scene's
@@ -21,6 +21,12 @@ same 64 image slots. If the LM binds these quickly, the limit is the real featur
 does not, it is the language model (or its training). ``--fresh-lm SIZE`` then asks whether
 a language model that never learnt the palette habit, or a larger one, binds faster: a
 randomly initialised model of a ``modeling.SIZES`` size with ``--model``'s tokenizer.
+
+``--question-first`` puts the question before the image in the user turn (training and
+held-out prompts alike; the project's layout, TRL's, is images first). With the question first,
+every image token can read the phrase and test its own object against it (one local step),
+and the answer only has to pool the image tokens, which the base already does (it reads the
+palette): does binding then come quickly?
 """
 
 from __future__ import annotations
@@ -111,6 +117,20 @@ class OracleVisual:
         return Oracle()
 
 
+def put_question_first() -> None:
+    """Every prompt this probe builds (``text_phase.batch_tensors``, ``evaluate.generate``)
+    gets its text before its images."""
+    from reasonrft import data, text_phase
+
+    images_first = data.user_message_with_images
+
+    def question_first(task, record: Record, style: str) -> dict:
+        content = images_first(task, record, style)["content"]
+        return {"role": "user", "content": [c for c in content if c["type"] != "image"] + [c for c in content if c["type"] == "image"]}
+
+    data.user_message_with_images = text_phase.user_message_with_images = question_first
+
+
 def scenes_of(records: list[Record]) -> list:
     from reasonrft.tasks import counting
 
@@ -135,7 +155,10 @@ def main() -> None:
     vision.add_argument("--train-vision", action="store_true", help="train the vision tower too (default: frozen, as in the reading phase)")
     vision.add_argument("--oracle-features", action="store_true", help="replace the vision tower by learned embeddings of the scene graph's cell targets")
     parser.add_argument("--fresh-lm", choices=sorted(modeling.SIZES), help="with --oracle-features: a randomly initialised language model of this size")
+    parser.add_argument("--question-first", action="store_true", help="the question before the image in every prompt")
     args = parser.parse_args()
+    if args.question_first:
+        put_question_first()
     if args.fresh_lm and not args.oracle_features:
         parser.error("--fresh-lm needs --oracle-features (a fresh vision tower sees nothing)")
     processor, model = modeling.load_processor(args.model), modeling.load_model(args.model)
@@ -152,7 +175,7 @@ def main() -> None:
         std = model.get_input_embeddings().weight.std().item()
         oracle = model.model.visual = OracleVisual(model.model.visual, model.config.text_config.hidden_size, std)
     items = {q: attribute_records("test", args.max_objects, args.n_eval, 0, q) for q in QTYPES}
-    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
+    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "question_first": args.question_first, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     schedule = Schedule(args.steps, min(30, args.steps // 10), args.lr)
