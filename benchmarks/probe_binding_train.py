@@ -1,7 +1,7 @@
 """Can the base's language model learn to bind a phrase to its object, given few objects?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_binding_train.py --model DIR --max-objects 3
-[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]] [--question-first]``.
+[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]] [--question-first] [--questions-per-image K]``.
 
 ``benchmarks/probe_binding.py`` found the shipped base answering a colour of the scene 95% of
 the time but the named object's only a little more often than a guess among the scene's
@@ -36,7 +36,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from reasonrft import modeling
+from reasonrft import data, modeling
 from reasonrft.base_skills import as_record, greedy_answers
 from reasonrft.data import Record
 from reasonrft.tasks import get_task, perception
@@ -131,6 +131,46 @@ def put_question_first() -> None:
     data.user_message_with_images = text_phase.user_message_with_images = question_first
 
 
+def conversation_batch(processor, records: list[Record], questions_per_image: int, step: int):
+    """Inputs and labels for ``records``, each a conversation of ``questions_per_image``
+    attribute questions on its image; labels on every answer and its end of turn."""
+    import random
+
+    import torch
+
+    from reasonrft.tasks import counting
+
+    task = get_task("perception")
+    assistant = processor.tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    texts = []
+    for index, (record, scene) in enumerate(zip(records, scenes_of(records))):
+        rng = random.Random(f"conversation/{step}/{index}")
+        turns = [(record.problem, record.answer)]
+        for _ in range(50 * questions_per_image):  # a small scene may hold fewer distinct questions
+            if len(turns) == questions_per_image:
+                break
+            qtype, target = rng.choice(QTYPES), rng.choice(scene)
+            flt = perception.identifying_filter(rng, scene, target, qtype)
+            question = flt and f"What {qtype} is the {counting.phrase(flt, plural=False)}?"
+            if question and question not in {q for q, _ in turns}:
+                turns.append((question, target.get(qtype)))
+        first = data.user_message_with_images(task, record, "answer")
+        messages = [first, {"role": "assistant", "content": turns[0][1]}]
+        for question, answer in turns[1:]:
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        texts.append(processor.apply_chat_template(messages, tokenize=False))
+    inputs = processor(text=texts, images=[im for r in records for im in r.images], padding=True, padding_side="right", return_tensors="pt")
+    labels = torch.full_like(inputs["input_ids"], -100)
+    for row, ids in enumerate(inputs["input_ids"].tolist()):
+        for at in range(len(ids) - len(assistant)):
+            if ids[at : at + len(assistant)] == assistant:
+                stop = ids.index(end, at + len(assistant))
+                labels[row, at + len(assistant) : stop + 2] = inputs["input_ids"][row, at + len(assistant) : stop + 2]  # the answer, <|im_end|>, "\n"
+    inputs["labels"] = labels
+    return inputs
+
+
 def scenes_of(records: list[Record]) -> list:
     from reasonrft.tasks import counting
 
@@ -156,6 +196,7 @@ def main() -> None:
     vision.add_argument("--oracle-features", action="store_true", help="replace the vision tower by learned embeddings of the scene graph's cell targets")
     parser.add_argument("--fresh-lm", choices=sorted(modeling.SIZES), help="with --oracle-features: a randomly initialised language model of this size")
     parser.add_argument("--question-first", action="store_true", help="the question before the image in every prompt")
+    parser.add_argument("--questions-per-image", type=int, default=1, help="attribute questions per training image, one conversation")
     args = parser.parse_args()
     if args.question_first:
         put_question_first()
@@ -175,7 +216,7 @@ def main() -> None:
         std = model.get_input_embeddings().weight.std().item()
         oracle = model.model.visual = OracleVisual(model.model.visual, model.config.text_config.hidden_size, std)
     items = {q: attribute_records("test", args.max_objects, args.n_eval, 0, q) for q in QTYPES}
-    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "question_first": args.question_first, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
+    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "question_first": args.question_first, "questions_per_image": args.questions_per_image, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     schedule = Schedule(args.steps, min(30, args.steps // 10), args.lr)
@@ -187,7 +228,7 @@ def main() -> None:
         records = attribute_records("train", args.max_objects, args.batch, 0, None, step)
         if oracle is not None:
             oracle.scenes = scenes_of(records)
-        inputs = batch_tensors(processor, records)
+        inputs = batch_tensors(processor, records) if args.questions_per_image == 1 else conversation_batch(processor, records, args.questions_per_image, step)
         phase_loop.set_lr(optimizer, step, schedule)
         loss = model(**inputs).loss
         optimizer.zero_grad()
