@@ -22,6 +22,12 @@ does not, it is the language model (or its training). ``--fresh-lm SIZE`` then a
 a language model that never learnt the palette habit, or a larger one, binds faster: a
 randomly initialised model of a ``modeling.SIZES`` size with ``--model``'s tokenizer.
 
+``--oracle-init words`` starts each value's embedding as the language model's own embedding of
+the word (" red", " cube"): the phrase's words and the cells' features then share a space, so
+the heads that already match a token to an equal one (copying, which the base learnt) could
+match a phrase to its object from the first step. If that binds fast, the lever is a dense
+target that pulls the real vision features towards those word embeddings.
+
 ``--question-first`` puts the question before the image in the user turn (training and
 held-out prompts alike; the project's layout, TRL's, is images first). With the question first,
 every image token can read the phrase and test its own object against it (one local step),
@@ -75,46 +81,49 @@ def palette_guess(records: list[Record], qtype: str) -> float:
     return round(100 * sum(1 / len({o[qtype] for o in r.meta["objects"]}) for r in records) / len(records), 1)
 
 
-class OracleVisual:
-    """Stands in for ``model.model.visual``: returns, for the images of the batch set in
+def oracle_visual(visual, width: int, std: float, words=None):
+    """A module to stand in for ``model.model.visual``: for the images of the batch set in its
     ``scenes``, each merged cell's embedding of its scene-graph targets (row-major cells, the
-    order of the merger's outputs, which ``dense_targets`` trained on)."""
+    order of the merger's outputs, which ``dense_targets`` trained on). ``words(values)``, if
+    given, gives the value rows' starting embeddings."""
+    import torch
+    import torch.nn as nn
 
-    def __new__(cls, visual, width: int, std: float):
-        import torch
-        import torch.nn as nn
+    from reasonrft import dense_targets
 
-        from reasonrft import dense_targets
-
-        class Oracle(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.spatial_merge_size = visual.spatial_merge_size
-                self.tables = nn.ModuleDict({name: nn.Embedding(len(values) + 1, width) for name, values in dense_targets.CELL_HEADS.items()})
-                self.tables["present"] = nn.Embedding(2, width)
-                for table in self.tables.values():
-                    nn.init.normal_(table.weight, std=std)
-                self.scenes: list = []
-
-            @property
-            def dtype(self):
-                return self.tables["present"].weight.dtype
-
-            def forward(self, pixel_values, grid_thw=None, **kwargs):
-                from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-                features = []
-                for scene in self.scenes:
-                    targets = dense_targets.cell_targets(scene, 224, 8)
-                    cell = self.tables["present"](torch.as_tensor(targets["present"]))
+    class Oracle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.spatial_merge_size = visual.spatial_merge_size
+            self.tables = nn.ModuleDict({name: nn.Embedding(len(values) + 1, width) for name, values in dense_targets.CELL_HEADS.items()})
+            self.tables["present"] = nn.Embedding(2, width)
+            for table in self.tables.values():
+                nn.init.normal_(table.weight, std=std)
+            if words is not None:  # each value's row starts as the LM's embedding of " value"
+                with torch.no_grad():
                     for name, values in dense_targets.CELL_HEADS.items():
-                        index = torch.as_tensor(targets[name]).clone()
-                        index[index == dense_targets.IGNORE] = len(values)  # "no object": its own row
-                        cell = cell + self.tables[name](index)
-                    features.append(cell)
-                return BaseModelOutputWithPooling(pooler_output=torch.cat(features))
+                        self.tables[name].weight[: len(values)] = words(values)
+            self.scenes: list = []
 
-        return Oracle()
+        @property
+        def dtype(self):
+            return self.tables["present"].weight.dtype
+
+        def forward(self, pixel_values, grid_thw=None, **kwargs):
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+            features = []
+            for scene in self.scenes:
+                targets = dense_targets.cell_targets(scene, 224, 8)
+                cell = self.tables["present"](torch.as_tensor(targets["present"]))
+                for name, values in dense_targets.CELL_HEADS.items():
+                    index = torch.as_tensor(targets[name]).clone()
+                    index[index == dense_targets.IGNORE] = len(values)  # "no object": its own row
+                    cell = cell + self.tables[name](index)
+                features.append(cell)
+            return BaseModelOutputWithPooling(pooler_output=torch.cat(features))
+
+    return Oracle()
 
 
 def put_question_first() -> None:
@@ -195,6 +204,7 @@ def main() -> None:
     vision.add_argument("--train-vision", action="store_true", help="train the vision tower too (default: frozen, as in the reading phase)")
     vision.add_argument("--oracle-features", action="store_true", help="replace the vision tower by learned embeddings of the scene graph's cell targets")
     parser.add_argument("--fresh-lm", choices=sorted(modeling.SIZES), help="with --oracle-features: a randomly initialised language model of this size")
+    parser.add_argument("--oracle-init", choices=("random", "words"), default="random", help="with --oracle-features: the value embeddings start random, or as the LM's embeddings of the value words (' red', ' cube')")
     parser.add_argument("--question-first", action="store_true", help="the question before the image in every prompt")
     parser.add_argument("--questions-per-image", type=int, default=1, help="attribute questions per training image, one conversation")
     args = parser.parse_args()
@@ -214,9 +224,14 @@ def main() -> None:
     oracle = None
     if args.oracle_features:
         std = model.get_input_embeddings().weight.std().item()
-        oracle = model.model.visual = OracleVisual(model.model.visual, model.config.text_config.hidden_size, std)
+        embed = model.get_input_embeddings()
+
+        def words(values):
+            return torch.stack([embed.weight[processor.tokenizer(" " + v, add_special_tokens=False)["input_ids"]].mean(0) for v in values])
+
+        oracle = model.model.visual = oracle_visual(model.model.visual, model.config.text_config.hidden_size, std, words if args.oracle_init == "words" else None)
     items = {q: attribute_records("test", args.max_objects, args.n_eval, 0, q) for q in QTYPES}
-    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "question_first": args.question_first, "questions_per_image": args.questions_per_image, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
+    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "question_first": args.question_first, "questions_per_image": args.questions_per_image, "oracle_init": args.oracle_init, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     schedule = Schedule(args.steps, min(30, args.steps // 10), args.lr)
