@@ -1,7 +1,7 @@
 """Can the base's language model learn to bind a phrase to its object, given few objects?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_binding_train.py --model DIR --max-objects 3
-[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]] [--question-first] [--questions-per-image K]``.
+[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]] [--question-first] [--questions-per-image K] [--scene-as-text]``.
 
 ``benchmarks/probe_binding.py`` found the shipped base answering a colour of the scene 95% of
 the time but the named object's only a little more often than a guess among the scene's
@@ -180,6 +180,27 @@ def conversation_batch(processor, records: list[Record], questions_per_image: in
     return inputs
 
 
+def as_text(records: list[Record]) -> list[Record]:
+    """The records without their images, each scene written out before the question."""
+    import dataclasses
+
+    def written(objects: list[dict]) -> str:
+        return ", ".join(f"{o['size']} {o['color']} {o['material']} {o['shape']}" for o in objects)
+
+    return [dataclasses.replace(r, images=[], problem=f"Objects: {written(r.meta['objects'])}. {r.problem}") for r in records]
+
+
+def allow_no_images(processor) -> None:
+    """Let ``processor`` take a batch whose records have no image (it raises on an empty list)."""
+    call = type(processor).__call__
+
+    def without_empty(self, *args, images=None, **kwargs):
+        flat = [im for group in images or [] for im in (group if isinstance(group, list) else [group])]
+        return call(self, *args, images=images if flat else None, **kwargs)
+
+    type(processor).__call__ = without_empty
+
+
 def scenes_of(records: list[Record]) -> list:
     from reasonrft.tasks import counting
 
@@ -206,10 +227,13 @@ def main() -> None:
     parser.add_argument("--fresh-lm", choices=sorted(modeling.SIZES), help="with --oracle-features: a randomly initialised language model of this size")
     parser.add_argument("--oracle-init", choices=("random", "words"), default="random", help="with --oracle-features: the value embeddings start random, or as the LM's embeddings of the value words (' red', ' cube')")
     parser.add_argument("--question-first", action="store_true", help="the question before the image in every prompt")
+    parser.add_argument("--scene-as-text", action="store_true", help="no image: the scene written out in the question")
     parser.add_argument("--questions-per-image", type=int, default=1, help="attribute questions per training image, one conversation")
     args = parser.parse_args()
     if args.question_first:
         put_question_first()
+    if args.scene_as_text and (args.oracle_features or args.train_vision or args.questions_per_image > 1):
+        parser.error("--scene-as-text has no image: no --oracle-features, --train-vision or --questions-per-image")
     if args.fresh_lm and not args.oracle_features:
         parser.error("--fresh-lm needs --oracle-features (a fresh vision tower sees nothing)")
     processor, model = modeling.load_processor(args.model), modeling.load_model(args.model)
@@ -230,8 +254,11 @@ def main() -> None:
             return torch.stack([embed.weight[processor.tokenizer(" " + v, add_special_tokens=False)["input_ids"]].mean(0) for v in values])
 
         oracle = model.model.visual = oracle_visual(model.model.visual, model.config.text_config.hidden_size, std, words if args.oracle_init == "words" else None)
-    items = {q: attribute_records("test", args.max_objects, args.n_eval, 0, q) for q in QTYPES}
-    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "question_first": args.question_first, "questions_per_image": args.questions_per_image, "oracle_init": args.oracle_init, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
+    text = as_text if args.scene_as_text else list
+    if args.scene_as_text:
+        allow_no_images(processor)
+    items = {q: text(attribute_records("test", args.max_objects, args.n_eval, 0, q)) for q in QTYPES}
+    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "question_first": args.question_first, "questions_per_image": args.questions_per_image, "oracle_init": args.oracle_init, "scene_as_text": args.scene_as_text, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     schedule = Schedule(args.steps, min(30, args.steps // 10), args.lr)
@@ -240,7 +267,7 @@ def main() -> None:
     started = time.time()
     for step in range(args.steps):
         model.train()
-        records = attribute_records("train", args.max_objects, args.batch, 0, None, step)
+        records = text(attribute_records("train", args.max_objects, args.batch, 0, None, step))
         if oracle is not None:
             oracle.scenes = scenes_of(records)
         inputs = batch_tensors(processor, records) if args.questions_per_image == 1 else conversation_batch(processor, records, args.questions_per_image, step)
