@@ -18,7 +18,7 @@ graph itself. Each merged cell's feature is a learned embedding of what the dens
 covers it (``dense_targets.cell_targets``: empty, or an object's colour + shape + size +
 material), so the language model gets perfectly separated, perfectly bound features in the
 same 64 image slots. If the LM binds these quickly, the limit is the real features; if it
-does not, it is the language model (or its training). ``--fresh-lm SIZE`` then asks whether
+does not, it is the language model (or its training). ``--fresh-lm SIZE`` (with the oracle, or ``--scene-as-text``) then asks whether
 a language model that never learnt the palette habit, or a larger one, binds faster: a
 randomly initialised model of a ``modeling.SIZES`` size with ``--model``'s tokenizer.
 
@@ -234,8 +234,8 @@ def main() -> None:
         put_question_first()
     if args.scene_as_text and (args.oracle_features or args.train_vision or args.questions_per_image > 1):
         parser.error("--scene-as-text has no image: no --oracle-features, --train-vision or --questions-per-image")
-    if args.fresh_lm and not args.oracle_features:
-        parser.error("--fresh-lm needs --oracle-features (a fresh vision tower sees nothing)")
+    if args.fresh_lm and not (args.oracle_features or args.scene_as_text):
+        parser.error("--fresh-lm needs --oracle-features or --scene-as-text (a fresh vision tower sees nothing)")
     processor, model = modeling.load_processor(args.model), modeling.load_model(args.model)
     if args.fresh_lm:
         from transformers import Qwen2VLForConditionalGeneration
