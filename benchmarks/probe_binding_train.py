@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from reasonrft import data, modeling
 from reasonrft.base_skills import as_record, greedy_answers
 from reasonrft.data import Record
-from reasonrft.tasks import get_task, perception
+from reasonrft.tasks import counting, get_task, perception
 from reasonrft.tasks.base import item_rng
 from reasonrft.text_phase import batch_tensors
 
@@ -147,8 +147,6 @@ def conversation_batch(processor, records: list[Record], questions_per_image: in
 
     import torch
 
-    from reasonrft.tasks import counting
-
     task = get_task("perception")
     assistant = processor.tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
     end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -161,7 +159,7 @@ def conversation_batch(processor, records: list[Record], questions_per_image: in
                 break
             qtype, target = rng.choice(QTYPES), rng.choice(scene)
             flt = perception.identifying_filter(rng, scene, target, qtype)
-            question = flt and f"What {qtype} is the {counting.phrase(flt, plural=False)}?"
+            question = flt and perception.attribute_question(qtype, flt)
             if question and question not in {q for q, _ in turns}:
                 turns.append((question, target.get(qtype)))
         first = data.user_message_with_images(task, record, "answer")
@@ -202,8 +200,6 @@ def allow_no_images(processor) -> None:
 
 
 def scenes_of(records: list[Record]) -> list:
-    from reasonrft.tasks import counting
-
     return [[counting.Obj(**{k: o[k] for k in ("shape", "color", "size", "material", "x", "z")}) for o in r.meta["objects"]] for r in records]
 
 
@@ -247,8 +243,8 @@ def main() -> None:
         freeze_vision(model)
     oracle = None
     if args.oracle_features:
-        std = model.get_input_embeddings().weight.std().item()
         embed = model.get_input_embeddings()
+        std = embed.weight.std().item()
 
         def words(values):
             return torch.stack([embed.weight[processor.tokenizer(" " + v, add_special_tokens=False)["input_ids"]].mean(0) for v in values])

@@ -228,11 +228,16 @@ def attribute(config: PerceptionConfig, split: str, rng: random.Random, qtype: s
         if found is None:
             continue  # no object can be named alone without the asked attribute: another scene
         index, flt = found
-        question = f"What {qtype} is the {counting.phrase(flt, plural=False)}?"
+        question = attribute_question(qtype, flt)
         answer = scene[index].get(qtype)
         meta.update(target=index, filter=[list(f) for f in flt])
         break
     return (counting.render(scene, config.image_size, "plain"),), question, answer, meta
+
+
+def attribute_question(qtype: str, flt: tuple[tuple[str, str], ...]) -> str:
+    """'What color is the large rubber cylinder?': ``qtype`` of the one object ``flt`` names."""
+    return f"What {qtype} is the {counting.phrase(flt, plural=False)}?"
 
 
 def _values(attribute_name: str) -> tuple[str, ...]:
