@@ -1,7 +1,7 @@
 """Can the base's language model learn to bind a phrase to its object, given few objects?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_binding_train.py --model DIR --max-objects 3
-[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]] [--question-first] [--questions-per-image K] [--scene-as-text]``.
+[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]] [--question-first] [--questions-per-image K] [--scene-as-text] [--target scan]``.
 
 ``benchmarks/probe_binding.py`` found the shipped base answering a colour of the scene 95% of
 the time but the named object's only a little more often than a guess among the scene's
@@ -33,6 +33,14 @@ held-out prompts alike; the project's layout, TRL's, is images first). With the 
 every image token can read the phrase and test its own object against it (one local step),
 and the answer only has to pool the image tokens, which the base already does (it reads the
 palette): does binding then come quickly?
+
+``--target scan`` supervises the lookup step by step instead of the bare answer, in the
+project's think/answer format: each object of the scene, left to right, named and marked
+against the question's phrase, then the answer read off the marks ("<think>small blue metal
+cube: no; small brown metal cube: yes.</think><answer>cube</answer>"; a count's answer is the
+number of yeses). Naming an object is copying (in text) or describing (from an image), and the
+mark is a local test of the object just named against the phrase: the binding becomes steps a
+small language model can take one token at a time. The held-out score reads the answer block.
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ def attribute_records(split: str, max_objects: int, n: int, seed: int, qtype: st
     return [as_record(perception.make_sample(config, "attribute", split, item_rng(f"probe-binding/{qtype}", split, seed, step * 1_000_003 + i), f"binding-{split}-{step}-{i}", qtype=qtype)) for i in range(n)]
 
 
-def heldout(model, processor, model_dir: str, items: dict[str, list[Record]], oracle=None) -> dict:
+def heldout(model, processor, model_dir: str, items: dict[str, list[Record]], oracle=None, max_new_tokens: int = 16) -> dict:
     task = get_task("perception")
     result = {}
     for qtype, records in items.items():
@@ -72,9 +80,32 @@ def heldout(model, processor, model_dir: str, items: dict[str, list[Record]], or
         for start in range(0, len(records), 25):  # the oracle needs each batch's scenes
             if oracle is not None:
                 oracle.scenes = scenes_of(records[start : start + 25])
-            predictions += greedy_answers(model, processor, model_dir, records[start : start + 25], max_new_tokens=16, batch_size=25)
+            predictions += greedy_answers(model, processor, model_dir, records[start : start + 25], max_new_tokens=max_new_tokens, batch_size=25)
         result[qtype] = round(100 * sum(task.score(p, r.answer) for p, r in zip(predictions, records)) / len(records), 1)
+        if "</think>" in records[0].answer:  # a scan: also how often the whole chain is right
+            result[f"{qtype}_scan"] = round(100 * sum(p.strip().split("</think>")[0] == r.answer.split("</think>")[0] for p, r in zip(predictions, records)) / len(records), 1)
     return result
+
+
+def left_to_right(record: Record) -> list[dict]:
+    """The scene's objects in the describe kind's order (by x): how scans and written scenes list them."""
+    return sorted(record.meta["objects"], key=lambda o: o["x"])
+
+
+def named(o: dict) -> str:
+    return f"{o['size']} {o['color']} {o['material']} {o['shape']}"  # perception.object_name's words
+
+
+def scan_targets(records: list[Record]) -> list[Record]:
+    """The records with the scan chain of thought as their answer (module docstring)."""
+    import dataclasses
+
+    def scan(record: Record) -> str:
+        flt = record.meta.get("filter", [])  # "How many objects are there?" has none: every object matches
+        marks = "; ".join(f"{named(o)}: {'yes' if all(o[k] == v for k, v in flt) else 'no'}" for o in left_to_right(record))
+        return f"<think>{marks}.</think><answer>{record.answer}</answer>"
+
+    return [dataclasses.replace(r, answer=scan(r)) for r in records]
 
 
 def palette_guess(records: list[Record], qtype: str) -> float:
@@ -182,10 +213,7 @@ def as_text(records: list[Record]) -> list[Record]:
     """The records without their images, each scene written out before the question."""
     import dataclasses
 
-    def written(objects: list[dict]) -> str:
-        return ", ".join(f"{o['size']} {o['color']} {o['material']} {o['shape']}" for o in objects)
-
-    return [dataclasses.replace(r, images=[], problem=f"Objects: {written(r.meta['objects'])}. {r.problem}") for r in records]
+    return [dataclasses.replace(r, images=[], problem=f"Objects: {', '.join(named(o) for o in left_to_right(r))}. {r.problem}") for r in records]
 
 
 def allow_no_images(processor) -> None:
@@ -197,6 +225,14 @@ def allow_no_images(processor) -> None:
         return call(self, *args, images=images if flat else None, **kwargs)
 
     type(processor).__call__ = without_empty
+
+
+def plain_config(text_config):
+    """A ``Qwen2Config`` with the widths, depth and special tokens of a Qwen2-VL text config."""
+    from transformers import Qwen2Config
+
+    keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings")
+    return Qwen2Config(**{k: getattr(text_config, k) for k in keys})
 
 
 def scenes_of(records: list[Record]) -> list:
@@ -221,25 +257,36 @@ def main() -> None:
     vision.add_argument("--train-vision", action="store_true", help="train the vision tower too (default: frozen, as in the reading phase)")
     vision.add_argument("--oracle-features", action="store_true", help="replace the vision tower by learned embeddings of the scene graph's cell targets")
     parser.add_argument("--fresh-lm", choices=sorted(modeling.SIZES), help="with --oracle-features: a randomly initialised language model of this size")
+    parser.add_argument("--plain-lm", action="store_true", help="with --fresh-lm and --scene-as-text: a plain Qwen2ForCausalLM of that size (1-D RoPE, no vision): is a failure Qwen2-VL's?")
     parser.add_argument("--oracle-init", choices=("random", "words"), default="random", help="with --oracle-features: the value embeddings start random, or as the LM's embeddings of the value words (' red', ' cube')")
     parser.add_argument("--question-first", action="store_true", help="the question before the image in every prompt")
     parser.add_argument("--scene-as-text", action="store_true", help="no image: the scene written out in the question")
     parser.add_argument("--questions-per-image", type=int, default=1, help="attribute questions per training image, one conversation")
+    parser.add_argument("--target", choices=("answer", "scan"), default="answer", help="the bare answer, or the scan chain of thought then the answer")
     args = parser.parse_args()
+    if args.target == "scan" and args.questions_per_image > 1:
+        parser.error("--target scan trains one question per image")
     if args.question_first:
         put_question_first()
     if args.scene_as_text and (args.oracle_features or args.train_vision or args.questions_per_image > 1):
         parser.error("--scene-as-text has no image: no --oracle-features, --train-vision or --questions-per-image")
     if args.fresh_lm and not (args.oracle_features or args.scene_as_text):
         parser.error("--fresh-lm needs --oracle-features or --scene-as-text (a fresh vision tower sees nothing)")
+    if args.plain_lm and not (args.fresh_lm and args.scene_as_text):
+        parser.error("--plain-lm needs --fresh-lm and --scene-as-text")
     processor, model = modeling.load_processor(args.model), modeling.load_model(args.model)
     if args.fresh_lm:
-        from transformers import Qwen2VLForConditionalGeneration
+        from transformers import Qwen2ForCausalLM, Qwen2VLForConditionalGeneration
 
         torch.manual_seed(0)
-        generation_config, model = model.generation_config, Qwen2VLForConditionalGeneration(modeling.build_config(modeling.SIZES[args.fresh_lm], processor.tokenizer))
+        config = modeling.build_config(modeling.SIZES[args.fresh_lm], processor.tokenizer)
+        generation_config = model.generation_config
+        model = Qwen2ForCausalLM(plain_config(config.text_config)) if args.plain_lm else Qwen2VLForConditionalGeneration(config)
         model.generation_config = generation_config
-    if not args.train_vision:
+        if args.plain_lm:  # the processor's multimodal token types mean nothing to it
+            generate = model.generate
+            model.generate = lambda **inputs: generate(**{k: v for k, v in inputs.items() if k != "mm_token_type_ids"})
+    if not (args.train_vision or args.plain_lm):
         freeze_vision(model)
     oracle = None
     if args.oracle_features:
@@ -250,16 +297,22 @@ def main() -> None:
             return torch.stack([embed.weight[processor.tokenizer(" " + v, add_special_tokens=False)["input_ids"]].mean(0) for v in values])
 
         oracle = model.model.visual = oracle_visual(model.model.visual, model.config.text_config.hidden_size, std, words if args.oracle_init == "words" else None)
-    text = as_text if args.scene_as_text else list
+    written = as_text if args.scene_as_text else list
+    target = scan_targets if args.target == "scan" else list
+    max_new_tokens = 16 if args.target == "answer" else 24 + 10 * args.max_objects  # the scan names every object
+
+    def text(records: list[Record]) -> list[Record]:
+        return target(written(records))
+
     if args.scene_as_text:
         allow_no_images(processor)
     items = {q: text(attribute_records("test", args.max_objects, args.n_eval, 0, q)) for q in QTYPES}
-    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "question_first": args.question_first, "questions_per_image": args.questions_per_image, "oracle_init": args.oracle_init, "scene_as_text": args.scene_as_text, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
+    print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "plain_lm": args.plain_lm, "question_first": args.question_first, "questions_per_image": args.questions_per_image, "oracle_init": args.oracle_init, "scene_as_text": args.scene_as_text, "target": args.target, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     schedule = Schedule(args.steps, min(30, args.steps // 10), args.lr)
     model.eval()
-    print(json.dumps({"step": 0, "heldout": heldout(model, processor, args.model, items, oracle)}), flush=True)
+    print(json.dumps({"step": 0, "heldout": heldout(model, processor, args.model, items, oracle, max_new_tokens)}), flush=True)
     started = time.time()
     for step in range(args.steps):
         model.train()
@@ -268,14 +321,14 @@ def main() -> None:
             oracle.scenes = scenes_of(records)
         inputs = batch_tensors(processor, records) if args.questions_per_image == 1 else conversation_batch(processor, records, args.questions_per_image, step)
         phase_loop.set_lr(optimizer, step, schedule)
-        loss = model(**inputs).loss
+        loss = model(**{k: v for k, v in inputs.items() if not (args.plain_lm and k == "mm_token_type_ids")}).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             model.eval()
-            print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4), "seconds": round(time.time() - started, 1), "heldout": heldout(model, processor, args.model, items, oracle)}), flush=True)
+            print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4), "seconds": round(time.time() - started, 1), "heldout": heldout(model, processor, args.model, items, oracle, max_new_tokens)}), flush=True)
 
 
 if __name__ == "__main__":
