@@ -22,6 +22,16 @@ scene's, which rewards looking back at the scene). ``--questions-per-scene K`` p
 questions on one scene in one sequence, each answer with its loss: K times the supervised
 lookups per step. Held-out: 400 fresh scenes, one question each, the answer's first token
 under teacher forcing (argmax), against the guess among the scene's values (``guess``).
+
+Three controls tell the lookup's obstacle apart (results 4.1, 2026-12-03):
+
+- ``--tokens words``: one token per word (a vocabulary of the scene's and question's words,
+  punctuation apart), instead of the base's BPE tokenizer;
+- ``--joined`` (with ``--tokens words``): each object is one token ("red_cylinder"), the way
+  an image cell holds all of one object's attributes at once: the lookup is then one hop,
+  matching the named value inside a token, with no need to find the word next to it;
+- ``--arch gpt2``: a ``GPT2LMHeadModel`` of the same widths and depth, whose positions are
+  learned absolute embeddings, in place of Qwen2's rotary positions.
 """
 
 from __future__ import annotations
@@ -58,13 +68,36 @@ def question(rng: random.Random, objects: list[dict], attributes: list[str], ask
             return f" What {asked} is the {target[named]} object? Answer:\n", target[asked], 1 / len({o[asked] for o in objects})
 
 
-def sequence(rng: random.Random, n_objects: int, attributes: list[str], k: int, asked: str | None = None) -> tuple[str, list[tuple[str, str, float]]]:
+def sequence(rng: random.Random, n_objects: int, attributes: list[str], k: int, asked: str | None = None, joined: bool = False) -> tuple[str, list[tuple[str, str, float]]]:
     while True:
         objects = scene(rng, n_objects, attributes)
         if asked is None or any(len({o[a] for o in objects}) == n_objects for a in attributes if a != asked):
             break  # some other attribute names each object
-    written = ", ".join(" ".join(o[a] for a in ORDER if a in attributes) for o in objects)
+    joiner = "_" if joined else " "
+    written = ", ".join(joiner.join(o[a] for a in ORDER if a in attributes) for o in objects)
     return f"Objects: {written}.", [question(rng, objects, attributes, asked) for _ in range(k)]
+
+
+class WordTokenizer:
+    """One id per word (punctuation split off), for ``--tokens words``: a callable with the
+    slice of a tokenizer's interface ``encode`` uses."""
+
+    def __init__(self, attributes: list[str], joined: bool):
+        import itertools
+
+        fixed = "Objects: , . What is the object ? Answer:".split() + list(ORDER)
+        values = [v for a in attributes for v in VALUES[a]]
+        objects = ["_".join(vs) for vs in itertools.product(*(VALUES[a] for a in attributes))] if joined else []
+        self.vocab = {w: i for i, w in enumerate(["<pad>", "\n", *dict.fromkeys(fixed + values + objects)])}
+        self.pad_token_id = 0
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        for mark in ",.?":
+            text = text.replace(mark, f" {mark}")
+        return {"input_ids": [self.vocab[w] for w in text.replace("\n", " \n ").split(" ") if w]}
 
 
 def encode(tokenizer, items, lm_loss: bool):
@@ -93,7 +126,7 @@ def encode(tokenizer, items, lm_loss: bool):
 
 def main() -> None:
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
     from reasonrft import modeling
 
@@ -108,6 +141,9 @@ def main() -> None:
     parser.add_argument("--questions-per-scene", type=int, default=1)
     parser.add_argument("--asked", default=None, help="ask only this attribute (with color,shape: --asked shape names the colour, and the answer is the word after it, an induction head's lookup; --asked color, the word before)")
     parser.add_argument("--lm-loss", action="store_true", help="a loss on every token, not only the answers")
+    parser.add_argument("--tokens", choices=("bpe", "words"), default="bpe", help="the base's BPE tokenizer, or one token per word")
+    parser.add_argument("--joined", action="store_true", help="with --tokens words: each object one token (red_cylinder), as an image cell holds one object")
+    parser.add_argument("--arch", choices=("qwen2", "gpt2"), default="qwen2", help="Qwen2 (rotary positions) or GPT-2 (learned absolute positions) of the same widths")
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -116,24 +152,29 @@ def main() -> None:
         parser.error(f"--attributes: two or more distinct of {','.join(ORDER)}; got {args.attributes!r}")
     if args.asked is not None and args.asked not in attributes:
         parser.error(f"--asked must be one of --attributes ({','.join(attributes)}); got {args.asked!r}")
-    tokenizer = modeling.load_processor(args.model or str(modeling.shipped_base())).tokenizer
+    if args.joined and args.tokens != "words":
+        parser.error("--joined needs --tokens words (a BPE tokenizer splits red_cylinder)")
+    tokenizer = WordTokenizer(attributes, args.joined) if args.tokens == "words" else modeling.load_processor(args.model or str(modeling.shipped_base())).tokenizer
     if args.size not in modeling.SIZES:
         parser.error(f"--size: one of {', '.join(modeling.SIZES)}; got {args.size!r}")
     size = modeling.SIZES[args.size]
     torch.manual_seed(args.seed)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=size.hidden, intermediate_size=size.intermediate, num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.kv_heads))
+    if args.arch == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=size.hidden, n_inner=size.intermediate, n_layer=size.layers, n_head=size.heads, n_positions=512, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=size.hidden, intermediate_size=size.intermediate, num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.kv_heads))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     held_rng = random.Random(f"held/{args.seed}")
-    held_items = [sequence(held_rng, args.objects, attributes, 1, args.asked) for _ in range(400)]
+    held_items = [sequence(held_rng, args.objects, attributes, 1, args.asked, args.joined) for _ in range(400)]
     held = encode(tokenizer, held_items, lm_loss=False)
     guess = round(100 * sum(q[0][2] for _, q in held_items) / len(held_items), 1)
-    print(json.dumps({"objects": args.objects, "attributes": attributes, "size": args.size, "questions_per_scene": args.questions_per_scene, "lm_loss": args.lm_loss, "asked": args.asked, "lr": args.lr, "batch": args.batch, "guess": guess, "example": held_items[0][0] + held_items[0][1][0][0] + held_items[0][1][0][1]}), flush=True)
+    print(json.dumps({"objects": args.objects, "attributes": attributes, "size": args.size, "questions_per_scene": args.questions_per_scene, "lm_loss": args.lm_loss, "asked": args.asked, "tokens": args.tokens, "joined": args.joined, "arch": args.arch, "lr": args.lr, "batch": args.batch, "guess": guess, "example": held_items[0][0] + held_items[0][1][0][0] + held_items[0][1][0][1]}), flush=True)
     rng, started = random.Random(args.seed), time.time()
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 50)  # linear warm-up, then constant
         model.train()
-        ids, mask, labels = encode(tokenizer, [sequence(rng, args.objects, attributes, args.questions_per_scene, args.asked) for _ in range(args.batch)], args.lm_loss)
+        ids, mask, labels = encode(tokenizer, [sequence(rng, args.objects, attributes, args.questions_per_scene, args.asked, args.joined) for _ in range(args.batch)], args.lm_loss)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
