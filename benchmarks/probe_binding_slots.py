@@ -1,7 +1,7 @@
 """Binding over image slots: does a fresh nano-size language model learn to find the object a phrase names?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_binding_slots.py [--slots 64] [--first-slots 8
---first-steps N] [--max-objects 3] [--steps 900] [--batch 32] [--lr 3e-4]``. JSON lines, one every
+--first-steps N] [--max-objects 3] [--steps 900] [--batch 32] [--lr 3e-4] [--positions mrope]``. JSON lines, one every
 ``--eval-every`` steps. Nothing is saved: a probe.
 
 ``probe_binding_train.py --oracle-features`` found the base's language model (and a fresh one)
@@ -16,7 +16,10 @@ naming one object by a shortest phrase that picks it out, as the perception fami
 left padding, the loss on the answer word only. Held-out: 400 fresh scenes at ``--slots``,
 argmax of the answer, against the guess among the scene's values (``guess``).
 
-``--first-slots S --first-steps N`` is a curriculum on the number of slots: the first N steps
+``--positions mrope`` puts Qwen2-VL's language model (``Qwen2VLTextModel``, multimodal RoPE)
+in place of Qwen2's, the slots laid out as a square grid as an image's merged cells are
+((0, row, column), then the question's tokens one apart), to tell whether those positions slow
+the lookup. ``--first-slots S --first-steps N`` is a curriculum on the number of slots: the first N steps
 put the objects among S slots only, as a smaller image (fewer merged cells) would; held-out is
 always at ``--slots``.
 """
@@ -62,7 +65,23 @@ def item(rng: random.Random, slots: int, max_objects: int) -> tuple[list[dict], 
 def main() -> None:
     import torch
     import torch.nn as nn
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2VLTextConfig
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLTextModel
+
+    class MultimodalRopeLM(nn.Module):
+        """Qwen2-VL's language model (M-RoPE) with a head: what ``--positions mrope`` trains."""
+
+        def __init__(self, config):
+            super().__init__()
+            self.model, self.lm_head = Qwen2VLTextModel(config), nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+            nn.init.normal_(self.lm_head.weight, std=config.initializer_range)
+
+        def get_input_embeddings(self):
+            return self.model.embed_tokens
+
+        def forward(self, inputs_embeds, attention_mask, position_ids):
+            hidden = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state
+            return type("Output", (), {"logits": self.lm_head(hidden)})
 
     from reasonrft import modeling
 
@@ -76,13 +95,20 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-every", type=int, default=150)
     parser.add_argument("--size", default="nano", choices=sorted(modeling.SIZES))
+    parser.add_argument("--positions", choices=("rope", "mrope"), default="rope", help="1-D rotary positions (Qwen2), or Qwen2-VL's multimodal ones: the slots a square grid (row, column), the question after it")
     args = parser.parse_args()
+    if args.positions == "mrope" and any(round(n**0.5) ** 2 != n for n in (args.slots, args.first_slots)):
+        parser.error("--positions mrope lays the slots out as a square grid: --slots and --first-slots must be squares (16, 64)")
     if not 2 <= args.max_objects <= min(args.slots, args.first_slots):
         parser.error(f"--max-objects must be between 2 and the slots ({args.max_objects})")
     size = modeling.SIZES[args.size]
     vocab = {w: i for i, w in enumerate(WORDS)}
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(vocab), hidden_size=size.hidden, intermediate_size=size.intermediate, num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.kv_heads))
+    widths = dict(vocab_size=len(vocab), hidden_size=size.hidden, intermediate_size=size.intermediate, num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.kv_heads)
+    if args.positions == "mrope":
+        model = MultimodalRopeLM(Qwen2VLTextConfig(**widths, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": size.mrope_section}))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**widths))
 
     class Slots(nn.Module):
         """A scene's slot embeddings: "present" + one row per attribute value where an object sits."""
@@ -113,13 +139,25 @@ def main() -> None:
         width = max(len(r) for r in rows)
         x = torch.stack([torch.cat([torch.zeros(width - len(r), size.hidden), r]) for r in rows])  # left padding
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        return model(inputs_embeds=x, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits[:, -1]
+        return model(inputs_embeds=x, attention_mask=mask, position_ids=positions(mask, slots)).logits[:, -1]
+
+    def positions(mask, slots: int):
+        """1-D positions after the left padding, or Qwen2-VL's (t, row, column) for the slots as a
+        square grid and the question's tokens after it, one apart, from the grid's side on."""
+        flat = (mask.cumsum(1) - 1).clamp(min=0)
+        if args.positions == "rope":
+            return flat
+        side = round(slots**0.5)
+        slot = flat.clamp(max=slots - 1)
+        text = flat - slots + side  # the first question token sits at the grid's side
+        grid = torch.stack([torch.zeros_like(flat), slot // side, slot % side])
+        return torch.where(flat < slots, grid, text.expand(3, -1, -1))
 
     held_rng = random.Random(1)
     held = [item(held_rng, args.slots, args.max_objects) for _ in range(400)]
     held_answers = torch.tensor([vocab[answer] for *_, answer, _ in held])
     guess = round(100 * sum(g for *_, g in held) / len(held), 1)
-    print(json.dumps({"slots": args.slots, "first_slots": args.first_slots, "first_steps": args.first_steps, "max_objects": args.max_objects, "size": args.size, "lr": args.lr, "batch": args.batch, "guess": guess, "example": " ".join(held[0][2]) + " " + held[0][3]}), flush=True)
+    print(json.dumps({"slots": args.slots, "first_slots": args.first_slots, "first_steps": args.first_steps, "max_objects": args.max_objects, "size": args.size, "positions": args.positions, "lr": args.lr, "batch": args.batch, "guess": guess, "example": " ".join(held[0][2]) + " " + held[0][3]}), flush=True)
     rng, started = random.Random(0), time.time()
     for step in range(args.steps):
         for group in optimizer.param_groups:

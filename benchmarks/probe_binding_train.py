@@ -150,7 +150,8 @@ def oracle_visual(visual, width: int, std: float, words=None):
 
             features = []
             for scene, (_, rows, _) in zip(self.scenes, grid_thw.tolist()):  # the image's grid of merged cells: 8 x 8 at 224 px
-                targets = dense_targets.cell_targets(scene, 224, rows // self.spatial_merge_size)
+                grid = rows // self.spatial_merge_size
+                targets = dense_targets.cell_targets(scene, 224, grid, min_cover=0.2 * (grid / 8) ** 2)  # an object owns the cells it covers a fifth of an 8 x 8 cell of
                 cell = self.tables["present"](torch.as_tensor(targets["present"]))
                 for name, values in dense_targets.CELL_HEADS.items():
                     index = torch.as_tensor(targets[name]).clone()

@@ -62,11 +62,11 @@ class DenseConfig:
 # --------------------------------------------------------------------------- targets
 
 
-def cell_targets(scene: list[counting.Obj], image_size: int, grid: int) -> dict[str, np.ndarray]:
+def cell_targets(scene: list[counting.Obj], image_size: int, grid: int, min_cover: float = 0.2) -> dict[str, np.ndarray]:
     """Per-cell targets of a ``grid`` x ``grid`` image: ``present`` (0/1), each attribute's
     class index (IGNORE where no object), ``centres`` (object centres in the cell, capped).
-    A cell belongs to the nearest object covering at least a fifth of it (objects drawn far
-    to near, so near ones occlude); boxes are shrunk by 10% a side to the sprite's body."""
+    A cell belongs to the nearest object covering at least ``min_cover`` of it (objects drawn
+    far to near, so near ones occlude); boxes are shrunk by 10% a side to the sprite's body."""
     owner = np.full((image_size, image_size), -1, dtype=np.int16)
     for index in sorted(range(len(scene)), key=lambda i: scene[i].z):  # far first: near overwrites
         left, top, right, bottom = counting.screen_box(scene[index], image_size)
@@ -78,7 +78,7 @@ def cell_targets(scene: list[counting.Obj], image_size: int, grid: int) -> dict[
     targets.update({name: np.full(grid * grid, IGNORE, dtype=np.int64) for name in CELL_HEADS})
     for k, pixels in enumerate(cells):
         covered = pixels[pixels >= 0]
-        if covered.size >= 0.2 * pixels.size:
+        if covered.size >= min_cover * pixels.size:
             obj = scene[int(np.bincount(covered).argmax())]
             targets["present"][k] = 1
             for name, values in CELL_HEADS.items():
