@@ -32,13 +32,10 @@ import json
 import random
 import time
 
-VALUES = {
-    "size": ("small", "large"),
-    "color": ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"),
-    "material": ("rubber", "metal"),
-    "shape": ("cube", "sphere", "cylinder"),
-}
-ORDER = ("size", "color", "material", "shape")  # how a phrase writes an object, as perception does
+from reasonrft.tasks import counting
+
+VALUES = counting.VALUES  # the counting family's attributes and values
+ORDER = counting.ATTRIBUTES  # how a phrase writes an object, as perception does
 WORDS = sorted({v for values in VALUES.values() for v in values} | set("What is the object ? Answer: color shape size material".split()))
 
 
@@ -66,6 +63,7 @@ def main() -> None:
     import torch
     import torch.nn as nn
     from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2VLTextConfig
+    from transformers.modeling_outputs import CausalLMOutputWithPast
     from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLTextModel
 
     class MultimodalRopeLM(nn.Module):
@@ -81,7 +79,7 @@ def main() -> None:
 
         def forward(self, inputs_embeds, attention_mask, position_ids):
             hidden = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).last_hidden_state
-            return type("Output", (), {"logits": self.lm_head(hidden)})
+            return CausalLMOutputWithPast(logits=self.lm_head(hidden))
 
     from reasonrft import modeling
 

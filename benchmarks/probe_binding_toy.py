@@ -37,17 +37,15 @@ Three controls tell the lookup's obstacle apart (results 4.1, 2026-12-03):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import time
 
-VALUES = {
-    "size": ("small", "large"),
-    "color": ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"),
-    "material": ("rubber", "metal"),
-    "shape": ("cube", "sphere", "cylinder"),
-}
-ORDER = ("size", "color", "material", "shape")  # how a scene writes an object, as perception does
+from reasonrft.tasks import counting
+
+VALUES = counting.VALUES  # the counting family's attributes and values
+ORDER = counting.ATTRIBUTES  # how a scene writes an object, as perception does
 
 
 def scene(rng: random.Random, n_objects: int, attributes: list[str]) -> list[dict]:
@@ -83,8 +81,6 @@ class WordTokenizer:
     slice of a tokenizer's interface ``encode`` uses."""
 
     def __init__(self, attributes: list[str], joined: bool):
-        import itertools
-
         fixed = "Objects: , . What is the object ? Answer:".split() + list(ORDER)
         values = [v for a in attributes for v in VALUES[a]]
         objects = ["_".join(vs) for vs in itertools.product(*(VALUES[a] for a in attributes))] if joined else []

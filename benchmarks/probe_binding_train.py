@@ -316,7 +316,8 @@ def main() -> None:
         allow_no_images(processor)
     if (args.first_grid is None) != (args.first_steps == 0) or args.scene_as_text and args.first_grid:
         parser.error("--first-grid and --first-steps go together, and need images")
-    first_processor = args.first_grid and modeling.load_processor(args.model, min_pixels=(28 * args.first_grid) ** 2, max_pixels=(28 * args.first_grid) ** 2)
+    cell = processor.image_processor.patch_size * processor.image_processor.merge_size  # pixels a side of a merged cell: 28
+    first_processor = modeling.load_processor(args.model, min_pixels=(cell * args.first_grid) ** 2, max_pixels=(cell * args.first_grid) ** 2) if args.first_grid else None
     items = {q: text(attribute_records("test", args.max_objects, args.n_eval, 0, q)) for q in QTYPES}
     print(json.dumps({"model": args.model, "max_objects": args.max_objects, "train_vision": args.train_vision, "oracle_features": args.oracle_features, "fresh_lm": args.fresh_lm, "plain_lm": args.plain_lm, "question_first": args.question_first, "questions_per_image": args.questions_per_image, "oracle_init": args.oracle_init, "scene_as_text": args.scene_as_text, "target": args.target, "first_grid": args.first_grid, "first_steps": args.first_steps, "palette_guess": {q: palette_guess(r, q) for q, r in items.items()}}), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]

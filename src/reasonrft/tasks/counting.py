@@ -34,6 +34,7 @@ COLORS = tuple(sprites.COLORS)
 SIZES = ("small", "large")
 MATERIALS = ("rubber", "metal")
 ATTRIBUTES = ("size", "color", "material", "shape")  # the order in which a phrase names them
+VALUES = {"size": SIZES, "color": COLORS, "material": MATERIALS, "shape": SHAPES}  # each attribute's in-domain values, in ATTRIBUTES' order
 SPLITS = ("train", "test-id", "test-ood-d", "test-ood-m")
 SIZE_SCALE = {"small": 0.58, "large": 1.0}
 

@@ -241,7 +241,7 @@ def attribute_question(qtype: str, flt: tuple[tuple[str, str], ...]) -> str:
 
 
 def _values(attribute_name: str) -> tuple[str, ...]:
-    return {"shape": counting.SHAPES, "color": counting.COLORS, "size": counting.SIZES, "material": counting.MATERIALS}[attribute_name]
+    return counting.VALUES[attribute_name]
 
 
 def _counting_dict(obj: counting.Obj) -> dict:
