@@ -1,7 +1,7 @@
 """Can the base's language model learn to bind a phrase to its object, given few objects?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_binding_train.py --model DIR --max-objects 3
-[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features [--fresh-lm SIZE]] [--question-first] [--questions-per-image K] [--scene-as-text] [--target scan] [--first-grid 4 --first-steps N]``.
+[--steps 400] [--batch 32] [--lr 5e-4] [--train-vision | --oracle-features] [--fresh-lm SIZE] [--question-first] [--questions-per-image K] [--scene-as-text] [--target scan] [--first-grid 4 --first-steps N]``.
 
 ``benchmarks/probe_binding.py`` found the shipped base answering a colour of the scene 95% of
 the time but the named object's only a little more often than a guess among the scene's
@@ -18,7 +18,7 @@ graph itself. Each merged cell's feature is a learned embedding of what the dens
 covers it (``dense_targets.cell_targets``: empty, or an object's colour + shape + size +
 material), so the language model gets perfectly separated, perfectly bound features in the
 same 64 image slots. If the LM binds these quickly, the limit is the real features; if it
-does not, it is the language model (or its training). ``--fresh-lm SIZE`` (with the oracle, or ``--scene-as-text``) then asks whether
+does not, it is the language model (or its training). ``--fresh-lm SIZE`` (with the oracle, ``--scene-as-text``, or alone: a fresh LM reading ``--model``'s own vision tower) then asks whether
 a language model that never learnt the palette habit, or a larger one, binds faster: a
 randomly initialised model of a ``modeling.SIZES`` size with ``--model``'s tokenizer.
 
@@ -262,7 +262,7 @@ def main() -> None:
     vision = parser.add_mutually_exclusive_group()
     vision.add_argument("--train-vision", action="store_true", help="train the vision tower too (default: frozen, as in the reading phase)")
     vision.add_argument("--oracle-features", action="store_true", help="replace the vision tower by learned embeddings of the scene graph's cell targets")
-    parser.add_argument("--fresh-lm", choices=sorted(modeling.SIZES), help="with --oracle-features: a randomly initialised language model of this size")
+    parser.add_argument("--fresh-lm", choices=sorted(modeling.SIZES), help="a randomly initialised language model of this size (with real features: reading --model's trained vision tower)")
     parser.add_argument("--plain-lm", action="store_true", help="with --fresh-lm and --scene-as-text: a plain Qwen2ForCausalLM of that size (1-D RoPE, no vision): is a failure Qwen2-VL's?")
     parser.add_argument("--oracle-init", choices=("random", "words"), default="random", help="with --oracle-features: the value embeddings start random, or as the LM's embeddings of the value words (' red', ' cube')")
     parser.add_argument("--question-first", action="store_true", help="the question before the image in every prompt")
@@ -278,8 +278,6 @@ def main() -> None:
         put_question_first()
     if args.scene_as_text and (args.oracle_features or args.train_vision or args.questions_per_image > 1):
         parser.error("--scene-as-text has no image: no --oracle-features, --train-vision or --questions-per-image")
-    if args.fresh_lm and not (args.oracle_features or args.scene_as_text):
-        parser.error("--fresh-lm needs --oracle-features or --scene-as-text (a fresh vision tower sees nothing)")
     if args.plain_lm and not (args.fresh_lm and args.scene_as_text):
         parser.error("--plain-lm needs --fresh-lm and --scene-as-text")
     processor, model = modeling.load_processor(args.model), modeling.load_model(args.model)
@@ -289,7 +287,10 @@ def main() -> None:
         torch.manual_seed(0)
         config = modeling.build_config(modeling.SIZES[args.fresh_lm], processor.tokenizer)
         generation_config = model.generation_config
+        trained_visual = model.model.visual
         model = Qwen2ForCausalLM(plain_config(config.text_config)) if args.plain_lm else Qwen2VLForConditionalGeneration(config)
+        if not (args.plain_lm or args.oracle_features or args.scene_as_text):  # real features: --model's vision tower, a fresh LM reading it
+            model.model.visual.load_state_dict(trained_visual.state_dict())
         model.generation_config = generation_config
         if args.plain_lm:  # the processor's multimodal token types mean nothing to it
             generate = model.generate
