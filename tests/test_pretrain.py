@@ -186,7 +186,32 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_kinds=[count, attribute]", "text_kind_weights=[1]"]) == 2  # one weight per kind
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={tmp_path / 'none'}"]) == 2
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={Path(modeling.__file__).parent / 'base'}", "dense_steps=5"]) == 2
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "fresh_language_model=true"]) == 2  # nothing to keep a vision tower from
     assert not (tmp_path / "w").exists()  # nothing written
+
+
+def test_a_fresh_language_model_keeps_the_vision_tower_and_the_tokenizer(nano_model, tmp_path):
+    """``fresh_language_model``: the trained vision tower (merger included) and the tokenizer
+    carried over exactly; every language-model weight a new draw."""
+    import torch
+
+    trained = modeling.load_model(nano_model, dtype=torch.float32)
+    with torch.no_grad():  # a "trained" tower and LM: not what a fresh init would draw
+        for p in trained.parameters():
+            p.add_(0.5)
+    trained.save_pretrained(tmp_path / "trained")
+    modeling.load_processor(nano_model).save_pretrained(tmp_path / "trained")
+    out = modeling.fresh_language_model(tmp_path / "trained", "nano", tmp_path / "fresh", seed=1)
+    fresh = modeling.load_model(out, dtype=torch.float32)
+    before, after = trained.state_dict(), fresh.state_dict()
+    assert before.keys() == after.keys()
+    for name, tensor in after.items():
+        same = torch.equal(tensor, before[name])
+        assert same == (".visual." in f".{name}"), name
+    assert modeling.load_processor(out).tokenizer.get_vocab() == modeling.load_processor(nano_model).tokenizer.get_vocab()
+    with pytest.raises(modeling.UserError, match="vision tower is not a small one"):
+        modeling.fresh_language_model(tmp_path / "trained", "small", tmp_path / "never")
+    assert not (tmp_path / "never").exists()
 
 
 def test_a_cycle_of_init_model_runs_is_named(tmp_path):

@@ -307,6 +307,37 @@ def init_model(size_name: str, out: str | os.PathLike, seed: int = 0, corpus: li
     return out
 
 
+def fresh_language_model(source: str | os.PathLike, size_name: str, out: str | os.PathLike, seed: int = 0) -> Path:
+    """Save at ``out`` a model with ``source``'s tokenizer, processor and trained vision tower
+    (merger included) but a randomly initialised ``size_name`` language model: for a base
+    whose language model learnt habits (reading the palette, not the named object) that a
+    fresh one learns past faster (docs/results.md 4.1). The vision towers must be the same size."""
+    import torch
+    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+
+    if size_name not in SIZES:
+        raise UserError(f"unknown model size {size_name!r}; choose from {', '.join(SIZES)}")
+    processor, trained = load_processor(source), load_model(source, dtype=torch.float32)
+    config = build_config(SIZES[size_name], processor.tokenizer)
+    if config.vision_config.to_dict() | {"dtype": None} != trained.config.vision_config.to_dict() | {"dtype": None}:
+        raise UserError(f"{source}: its vision tower is not a {size_name} one; a fresh {size_name} language model cannot read it")
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.model.visual.load_state_dict(trained.model.visual.state_dict())
+    model.generation_config = GenerationConfig(
+        eos_token_id=config.text_config.eos_token_id,
+        pad_token_id=config.text_config.pad_token_id,
+        bos_token_id=config.text_config.bos_token_id,
+    )
+    from reasonrft.io import atomic_dir
+
+    with atomic_dir(Path(out)) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "reasonrft.json").write_text(json.dumps({"size": size_name, "seed": seed, "vision_from": Path(source).name, "parameters": count_parameters(model)}, indent=2))
+    return Path(out)
+
+
 def shipped_base() -> Path | None:
     """The pretrained nano base shipped inside the package (``reasonrft/base``), if present."""
     path = Path(__file__).parent / "base"

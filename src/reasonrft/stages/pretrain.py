@@ -94,6 +94,9 @@ class PretrainConfig:
     # a model directory (an earlier pretraining output) to continue from instead of a random
     # init: the dense phase is skipped; give a new ``seed`` so that the data are new samples
     init_model: str = ""
+    # with init_model: keep its vision tower (and tokenizer) but start a fresh ``size`` language
+    # model, which binds a phrase to its object faster than a trained one (docs/results.md 4.1)
+    fresh_language_model: bool = False
 
     def __post_init__(self) -> None:
         if self.size not in modeling.SIZES:
@@ -109,6 +112,8 @@ class PretrainConfig:
         if self.text_steps < 0 or self.text_learning_rate <= 0 or self.text_batch_size < 1:
             raise ValueError("need text_steps >= 0, text_learning_rate > 0 and text_batch_size >= 1")
         self.text_config()  # validates text_kinds, text_kind_weights and text_perception
+        if self.fresh_language_model and not self.init_model:
+            raise ValueError("fresh_language_model keeps init_model's vision tower: it needs init_model (a random init is fresh already)")
         if self.init_model and self.dense_steps:
             raise ValueError("init_model continues a trained model: the dense phase (dense_steps > 0) is for a random init")
 
@@ -135,6 +140,11 @@ def run(config: PretrainConfig) -> Path:
     init = Path(config.init_model) if config.init_model else out / f"init-{config.size}-s{config.seed}"
     if not (init / "config.json").is_file():
         modeling.init_model(config.size, init, seed=config.seed)
+    if config.fresh_language_model:
+        fresh = out / f"init-{config.size}-lm-s{config.seed}"
+        if not (fresh / "config.json").is_file():
+            modeling.fresh_language_model(init, config.size, fresh, seed=config.seed)
+        init = fresh
     if config.dense_steps:
         init = dense_phase(config, init, out / "dense")
     if config.text_steps:
