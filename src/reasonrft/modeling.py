@@ -279,10 +279,18 @@ def build_config(size: ModelSize, tokenizer):
     )
 
 
+def _generation_config(config):
+    """The generation settings of a model built from ``config``: its own end, pad and start tokens."""
+    from transformers import GenerationConfig
+
+    text = config.text_config
+    return GenerationConfig(eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id, bos_token_id=text.bos_token_id)
+
+
 def init_model(size_name: str, out: str | os.PathLike, seed: int = 0, corpus: list[str] | None = None) -> Path:
     """Build a randomly initialised nano-family Qwen2-VL with a freshly trained tokenizer; save it."""
     import torch
-    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLForConditionalGeneration
 
     if size_name not in SIZES:
         raise UserError(f"unknown model size {size_name!r}; choose from {', '.join(SIZES)}")
@@ -292,11 +300,7 @@ def init_model(size_name: str, out: str | os.PathLike, seed: int = 0, corpus: li
     config = build_config(size, tokenizer)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=config.text_config.eos_token_id,
-        pad_token_id=config.text_config.pad_token_id,
-        bos_token_id=config.text_config.bos_token_id,
-    )
+    model.generation_config = _generation_config(config)
     out = Path(out)
     from reasonrft.io import atomic_dir
 
@@ -313,7 +317,7 @@ def fresh_language_model(source: str | os.PathLike, size_name: str, out: str | o
     whose language model learnt habits (reading the palette, not the named object) that a
     fresh one learns past faster (docs/results.md 4.1). The vision towers must be the same size."""
     import torch
-    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLForConditionalGeneration
 
     if size_name not in SIZES:
         raise UserError(f"unknown model size {size_name!r}; choose from {', '.join(SIZES)}")
@@ -324,11 +328,7 @@ def fresh_language_model(source: str | os.PathLike, size_name: str, out: str | o
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
     model.model.visual.load_state_dict(trained.model.visual.state_dict())
-    model.generation_config = GenerationConfig(
-        eos_token_id=config.text_config.eos_token_id,
-        pad_token_id=config.text_config.pad_token_id,
-        bos_token_id=config.text_config.bos_token_id,
-    )
+    model.generation_config = _generation_config(config)
     from reasonrft.io import atomic_dir
 
     with atomic_dir(Path(out)) as tmp:
