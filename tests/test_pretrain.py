@@ -187,6 +187,8 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={tmp_path / 'none'}"]) == 2
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={Path(modeling.__file__).parent / 'base'}", "dense_steps=5"]) == 2
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "fresh_language_model=true"]) == 2  # nothing to keep a vision tower from
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "max_steps=0"]) == 2  # no phase at all
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "max_steps=-2"]) == 2
     assert not (tmp_path / "w").exists()  # nothing written
 
 
@@ -212,6 +214,25 @@ def test_a_fresh_language_model_keeps_the_vision_tower_and_the_tokenizer(nano_mo
     with pytest.raises(modeling.UserError, match="vision tower is not a small one"):
         modeling.fresh_language_model(tmp_path / "trained", "small", tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+def test_a_rung_without_a_reading_phase_ends_with_its_text_phase_model(nano_model, tmp_path):
+    """``max_steps=0``: a run of a fresh language model's text phase alone (a curriculum's rung)
+    ends as a model directory holding that phase's model, the vision tower carried over as is."""
+    import torch
+
+    from reasonrft import cli
+
+    out = tmp_path / "rung"
+    overrides = [f"init_model={nano_model}", "fresh_language_model=true", "text_steps=2", "text_batch_size=2", "text_kinds=[attribute]", "max_steps=0"]
+    assert cli.main(["pretrain", "--out", str(out), *overrides]) == 0
+    assert not any(out.glob("checkpoint-*")) and not (out / "data").exists()  # no reading phase
+    model, phase = modeling.load_model(out, dtype=torch.float32), modeling.load_model(out / "text" / "model", dtype=torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), phase.state_dict().values()))
+    init = modeling.load_model(nano_model, dtype=torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(model.model.visual.state_dict().values(), init.model.visual.state_dict().values()))
+    assert not torch.equal(model.lm_head.weight, init.lm_head.weight)
+    assert not list(out.glob(".*.tmp"))
 
 
 def test_a_cycle_of_init_model_runs_is_named(tmp_path):

@@ -7,7 +7,9 @@ Run: ``reasonrft pretrain --out DIR [--config FILE.yaml] [key=value ...]``. Step
 3. with ``text_steps > 0``, the text phase (``reasonrft.text_phase``): the language model alone
    on arithmetic and copying (or the perception kinds ``text_kinds``), in large batches;
 4. ``n_train`` generic perception samples (``reasonrft.pretrain_data``, mix ``kind_weights``) written as a dataset;
-5. answer-only SFT on them, the whole model trained (or, ``freeze_vision``, the language model only).
+5. answer-only SFT on them, the whole model trained (or, ``freeze_vision``, the language model only);
+   ``max_steps=0`` skips 4 and 5: the run ends with its last phase's model (one rung of a
+   curriculum of runs, each continuing the last through ``init_model``).
 
 ``resume=true`` continues from the newest checkpoint of whichever phase was running (the
 same command starts and restarts a run).
@@ -71,7 +73,7 @@ class PretrainConfig:
     weight_decay: float = 0.1
     per_device_train_batch_size: int = 16
     gradient_accumulation_steps: int = 1
-    max_steps: int = -1  # > 0: stop after this many optimiser steps (quick runs, tests)
+    max_steps: int = -1  # > 0: stop after this many optimiser steps (quick runs, tests); 0: no reading phase
     logging_steps: int = 10
     save_steps: int = 500
     resume: bool = False
@@ -114,6 +116,10 @@ class PretrainConfig:
         self.text_config()  # validates text_kinds, text_kind_weights and text_perception
         if self.fresh_language_model and not self.init_model:
             raise ValueError("fresh_language_model keeps init_model's vision tower: it needs init_model (a random init is fresh already)")
+        if self.max_steps == 0 and not (self.dense_steps or self.text_steps):
+            raise ValueError("max_steps=0 skips the reading phase: it needs a dense or text phase to run (dense_steps or text_steps > 0)")
+        if self.max_steps < -1:
+            raise ValueError(f"max_steps must be -1 (the epochs decide), 0 (no reading phase) or a step count, got {self.max_steps}")
         if self.init_model and self.dense_steps:
             raise ValueError("init_model continues a trained model: the dense phase (dense_steps > 0) is for a random init")
 
@@ -149,6 +155,8 @@ def run(config: PretrainConfig) -> Path:
         init = dense_phase(config, init, out / "dense")
     if config.text_steps:
         init = text_phase_run(config, init, out / "text")
+    if config.max_steps == 0:  # no reading phase: the last phase's model is the run's output
+        return _publish(init, out)
     mix = "-w" + "-".join(map(str, config.kind_weights)) if config.kind_weights else ""
     dataset = out / "data" / f"perception-train-s{config.seed}-n{config.n_train}{mix}"
     if not (dataset / data.DATA_FILE).is_file():
@@ -182,6 +190,17 @@ def run(config: PretrainConfig) -> Path:
         source="pretrain",
     )
     return sft.run(stage)
+
+
+def _publish(model_dir: Path, out: Path) -> Path:
+    """Copy a phase's finished model files into ``out`` (which then loads as a model directory),
+    each written atomically; the model's weights last, so a half-copied ``out`` never has them."""
+    files = sorted((f for f in model_dir.iterdir() if f.is_file()), key=lambda f: f.suffix == ".safetensors")
+    for file in files:
+        tmp = out / f".{file.name}.tmp"
+        shutil.copyfile(file, tmp)
+        os.replace(tmp, out / file.name)
+    return out
 
 
 def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
