@@ -185,7 +185,6 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_kinds=[count, juggling]"]) == 2  # not a perception kind
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "text_kinds=[count, attribute]", "text_kind_weights=[1]"]) == 2  # one weight per kind
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={tmp_path / 'none'}"]) == 2
-    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={Path(modeling.__file__).parent / 'base'}", "dense_steps=5"]) == 2
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "fresh_language_model=true"]) == 2  # nothing to keep a vision tower from
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "max_steps=0"]) == 2  # no phase at all
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "max_steps=-2"]) == 2
@@ -233,6 +232,20 @@ def test_a_rung_without_a_reading_phase_ends_with_its_text_phase_model(nano_mode
     assert all(torch.equal(a, b) for a, b in zip(model.model.visual.state_dict().values(), init.model.visual.state_dict().values()))
     assert not torch.equal(model.lm_head.weight, init.lm_head.weight)
     assert not list(out.glob(".*.tmp"))
+
+
+def test_the_dense_phase_refines_a_trained_vision_tower(nano_model, tmp_path):
+    """``init_model`` with ``dense_steps``: the vision tower of the given model trains on, the
+    language model is untouched, and the run (``max_steps=0``) ends with that model."""
+    import torch
+
+    from reasonrft import cli
+
+    out = tmp_path / "refined"
+    assert cli.main(["pretrain", "--out", str(out), f"init_model={nano_model}", "dense_steps=2", "dense_batch_size=2", "dense_curriculum_steps=0", "max_steps=0"]) == 0
+    model, init = modeling.load_model(out, dtype=torch.float32), modeling.load_model(nano_model, dtype=torch.float32)
+    assert not torch.equal(model.model.visual.patch_embed.proj.weight, init.model.visual.patch_embed.proj.weight)
+    assert torch.equal(model.lm_head.weight, init.lm_head.weight) and torch.equal(model.get_input_embeddings().weight, init.get_input_embeddings().weight)
 
 
 def test_a_cycle_of_init_model_runs_is_named(tmp_path):

@@ -3,7 +3,8 @@
 Run: ``reasonrft pretrain --out DIR [--config FILE.yaml] [key=value ...]``. Steps:
 1. ``model init``: a random nano model whose tokenizer knows every task and the perception data;
 2. with ``dense_steps > 0``, the dense phase (``reasonrft.dense_targets``): the vision tower
-   trained on per-patch targets from the scene graph through temporary heads, then dropped;
+   (random, or ``init_model``'s) trained on per-patch targets from the scene graph through
+   temporary heads, then dropped;
 3. with ``text_steps > 0``, the text phase (``reasonrft.text_phase``): the language model alone
    on arithmetic and copying (or the perception kinds ``text_kinds``), in large batches;
 4. ``n_train`` generic perception samples (``reasonrft.pretrain_data``, mix ``kind_weights``) written as a dataset;
@@ -94,7 +95,8 @@ class PretrainConfig:
     text_perception: dict = field(default_factory=dict)  # the text phase's scene settings, e.g. {attribute_max_objects: 3}
     freeze_vision: bool = False  # phase 3 (answer-only SFT) trains only the language model
     # a model directory (an earlier pretraining output) to continue from instead of a random
-    # init: the dense phase is skipped; give a new ``seed`` so that the data are new samples
+    # init (with dense_steps, its vision tower trains on, through new temporary heads); give a
+    # new ``seed`` so that the data are new samples
     init_model: str = ""
     # with init_model: keep its vision tower (and tokenizer) but start a fresh ``size`` language
     # model, which binds a phrase to its object faster than a trained one (docs/results.md 4.1)
@@ -120,8 +122,6 @@ class PretrainConfig:
             raise ValueError("max_steps=0 skips the reading phase: it needs a dense or text phase to run (dense_steps or text_steps > 0)")
         if self.max_steps < -1:
             raise ValueError(f"max_steps must be -1 (the epochs decide), 0 (no reading phase) or a step count, got {self.max_steps}")
-        if self.init_model and self.dense_steps:
-            raise ValueError("init_model continues a trained model: the dense phase (dense_steps > 0) is for a random init")
 
     def text_config(self) -> text_phase.TextConfig:
         mix = {}  # empty: the phase's default kinds and weights
@@ -204,8 +204,8 @@ def _publish(model_dir: Path, out: Path) -> Path:
 
 
 def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
-    """Phase 1: the vision tower of the random model ``init`` trained on dense per-patch
-    targets; returns ``WORK/model``, a plain Qwen2-VL directory (the temporary heads stay in
+    """Phase 1: the vision tower of ``init`` (random, or ``init_model``'s to refine) trained on
+    dense per-patch targets; returns ``WORK/model``, a plain Qwen2-VL directory (the temporary heads stay in
     ``WORK/dense-checkpoint.pt``)."""
     dense = dense_targets.DenseConfig(steps=config.dense_steps, batch_size=config.dense_batch_size, learning_rate=config.dense_learning_rate,
                                       curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed)
