@@ -1,6 +1,6 @@
 """Does a base fail to see an attribute, or to bind the phrase to its object?
 
-Run by hand: ``.venv/bin/python benchmarks/probe_binding.py [--model DIR] [--n 300]``.
+Run by hand: ``.venv/bin/python benchmarks/probe_binding.py [--model DIR] [--n 300] [--no-describe]``.
 For the attribute skills of ``reasonrft.base_skills`` ("What color is the large rubber
 cylinder?"), the held-out items' accuracy broken down by the scene's number of objects and the
 phrase's number of attributes, and how often the answer is a value that some object of the
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="model directory (default: the shipped base)")
     parser.add_argument("--n", type=int, default=300, help="held-out items per skill")
     parser.add_argument("--skills", default=",".join(ATTRIBUTE_SKILLS))
+    parser.add_argument("--no-describe", action="store_true", help="skip the scene descriptions (a model never taught to describe)")
     args = parser.parse_args()
     if not args.model:
         parser.error("no shipped base in this package: pass --model")
@@ -80,7 +81,8 @@ def main() -> None:
             parser.error(f"unknown skill {skill!r}; choose from {', '.join(ATTRIBUTE_SKILLS)}")
         records, predictions, scores = measure(model, processor, args.model, skill, args.n)
         print(json.dumps({"model": portable_path(args.model), "skill": skill, "n": args.n, **breakdown(records, predictions, scores, skill.split("/")[1])}), flush=True)
-    print(json.dumps({"model": portable_path(args.model), **describe_breakdown(model, processor, args.model, args.n)}), flush=True)
+    if not args.no_describe:
+        print(json.dumps({"model": portable_path(args.model), **describe_breakdown(model, processor, args.model, args.n)}), flush=True)
 
 
 if __name__ == "__main__":
