@@ -1,10 +1,10 @@
 """Held-out skills against steps, for text-phase runs side by side (docs/results.md 4.1).
 
-Run by hand: ``.venv/bin/python benchmarks/plot_phase_curves.py --out FIG.png SERIES=LOG ...``,
+Run by hand: ``.venv/bin/python benchmarks/plot_phase_curves.py --out FIG.png SERIES=LOG[@STEPS] ...``,
 where each ``LOG`` is a text phase's ``text-log.jsonl`` (``OUT/text/text-log.jsonl`` of a
-``reasonrft pretrain`` run with ``text_steps``) and ``SERIES`` names the run. ``--offset``
-``SERIES=STEPS`` shifts a series that continues another (a curriculum's second rung) to start
-where the first ended. One panel per held-out skill, each point with its 95% Wilson interval
+``reasonrft pretrain`` run with ``text_steps``) and ``SERIES`` names the run. A run that
+continues another (a curriculum's second rung) takes the same ``SERIES`` and ``@STEPS``, the
+steps before it, so its points follow the first rung's. One panel per held-out skill, each point with its 95% Wilson interval
 over the phase's held-out items (``--items``, the phase's ``eval_items``: 50 by default);
 prints the plotted points as JSON lines.
 """
@@ -39,18 +39,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--items", type=int, default=50, help="held-out items per skill at each point (the phase's eval_items)")
-    parser.add_argument("--offset", action="append", default=[], help="SERIES=STEPS: add STEPS to that series' steps")
     parser.add_argument("--title", default="")
-    parser.add_argument("series", nargs="+", help="SERIES=text-log.jsonl")
+    parser.add_argument("series", nargs="+", help="SERIES=text-log.jsonl[@STEPS before it]")
     args = parser.parse_args()
-    offsets = {name: int(steps) for name, steps in (o.split("=", 1) for o in args.offset)}
     runs: dict[str, dict[str, list[tuple[int, float]]]] = collections.defaultdict(lambda: collections.defaultdict(list))
     for spec in args.series:
         name, _, path = spec.partition("=")
-        if not path:
-            parser.error(f"{spec!r}: expected SERIES=LOG")
+        path, _, before = path.partition("@")
+        if not path or not (before or "0").isdigit():
+            parser.error(f"{spec!r}: expected SERIES=LOG or SERIES=LOG@STEPS")
         for skill, points in read_log(path).items():
-            runs[name][skill] += [(step + offsets.get(name, 0), accuracy) for step, accuracy in points]
+            runs[name][skill] += [(step + int(before or 0), accuracy) for step, accuracy in points]
     skills = sorted({skill for curves in runs.values() for skill in curves})
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(skills), figsize=(3.2 * len(skills), 3.2), squeeze=False)
