@@ -264,6 +264,26 @@ def test_a_cycle_of_init_model_runs_is_named(tmp_path):
         pretrain._chain(tmp_path / "a")
 
 
+def test_a_run_that_continues_the_shipped_base_reproduces_through_its_chain(tmp_path):
+    """``init_model: src/reasonrft/base``: the chain goes on through the runs the shipped base
+    was made by (the configs it was shipped with), and the card's commands name them as
+    ``runs/NAME``, never the package folder."""
+    import yaml
+
+    from reasonrft.config import to_dict
+    from reasonrft.stages import pretrain
+
+    base = Path(modeling.__file__).parent / "base"
+    run = tmp_path / "pt-k1"
+    run.mkdir()
+    config = pretrain.PretrainConfig(out="runs/pt-k1", init_model=str(base), fresh_language_model=True, text_steps=5, max_steps=0)
+    (run / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config)))
+    chain = pretrain._chain(run)
+    assert [name for name, _, _ in chain] == ["pt-dense-long", "pt-f", "pt-k1"]
+    assert chain[1][2] == base / pretrain.CONFIG_FILE and chain[0][2] == base / "pretrain_config-pt-dense-long.yaml"
+    assert " init_model=runs/pt-f " in pretrain._overrides(config, "pt-f") + " "
+
+
 # --------------------------------------------------------------------------- the skills mix and the dense phase
 
 ALL_KINDS = PerceptionConfig(kind_weights=(1,) * len(KINDS))

@@ -264,9 +264,9 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     size = sum(f.stat().st_size for f in files)
     if size > MAX_SHIPPED_BYTES:
         raise UserError(f"{source}: {size / 2**20:.1f} MB of model files, over the {MAX_SHIPPED_BYTES // 2**20} MB a shipped base may take")
-    chain = _chain(source)  # (run directory, its config), first run first
-    commands = "\n".join(f"    reasonrft pretrain --out runs/{run.name}{_overrides(config)}" for run, config in chain)
-    earlier = {f"pretrain_config-{run.name}.yaml": run / CONFIG_FILE for run, _ in chain[:-1]}
+    chain = _chain(source)  # (run name, its config, the file it came from), first run first
+    commands = "\n".join(f"    reasonrft pretrain --out runs/{name}{_overrides(config, chain[k - 1][0] if k else '')}" for k, (name, config, _) in enumerate(chain))
+    earlier = {f"pretrain_config-{name}.yaml": file for name, _, file in chain[:-1]}
     params = modeling.count_parameters(modeling.load_model(source))
     with atomic_dir(dest) as tmp:
         for f in files:
@@ -282,27 +282,35 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     return dest
 
 
-def _chain(source: Path) -> list[tuple[Path, PretrainConfig]]:
+def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path]]:
     """The pretraining runs that made ``source``: it, and through ``init_model`` the runs it
-    continued (an ``init_model`` path is relative to where that run was started, like ``out``)."""
-    chain: list[tuple[Path, PretrainConfig]] = []
-    run = source
+    continued (an ``init_model`` path is relative to where that run was started, like ``out``),
+    as (run name, config, config file). A shipped base continued (``init_model:
+    src/reasonrft/base``) brings its own chain, from the ``pretrain_config-NAME.yaml`` files
+    it was shipped with."""
+    chain: list[tuple[str, PretrainConfig, Path]] = []
+    shipped: dict[str, Path] = {}  # run name -> an earlier run's config, as a shipped base keeps it
+    run, file = source, source / CONFIG_FILE
     while True:
-        config = load_config(PretrainConfig, str(run / CONFIG_FILE))
-        chain.insert(0, (run, config))
+        config = load_config(PretrainConfig, str(file))
+        name = source.name if not chain else Path(config.out).name
+        chain.insert(0, (name, config, file))
+        shipped.update({f.name.removeprefix("pretrain_config-").removesuffix(".yaml"): f for f in run.glob("pretrain_config-*.yaml")})
         if not config.init_model:
             return chain
         run = Path(config.init_model)
-        if run.resolve() in {r.resolve() for r, _ in chain}:
-            raise UserError(f"{source}: its chain of init_model runs comes back to {run} (a cycle); a run cannot continue itself")
-        if not (run / CONFIG_FILE).is_file():
+        file = run / CONFIG_FILE if (run / CONFIG_FILE).is_file() else shipped.get(run.name)
+        if file is None:
             raise UserError(f"{source}: continues {config.init_model}, which has no {CONFIG_FILE} here to reproduce it from")
+        if any(file.resolve() == f.resolve() for _, _, f in chain):
+            raise UserError(f"{source}: its chain of init_model runs comes back to {run} (a cycle); a run cannot continue itself")
 
 
-def _overrides(config: PretrainConfig) -> str:
-    """The ``key=value`` arguments that make ``config`` from the defaults (paths as ``runs/NAME``)."""
+def _overrides(config: PretrainConfig, continues: str = "") -> str:
+    """The ``key=value`` arguments that make ``config`` from the defaults (``init_model`` as
+    ``runs/NAME``, the run it continues)."""
     defaults = to_dict(PretrainConfig(out=config.out))
     changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
     if changed.get("init_model"):
-        changed["init_model"] = f"runs/{Path(changed['init_model']).name}"
+        changed["init_model"] = f"runs/{continues or Path(changed['init_model']).name}"
     return "".join(f" {k}={json.dumps(v, separators=(',', ':')) if isinstance(v, list) else v}" for k, v in changed.items())
