@@ -279,36 +279,44 @@ def build_config(size: ModelSize, tokenizer):
     )
 
 
-def _generation_config(config):
-    """The generation settings of a model built from ``config``: its own end, pad and start tokens."""
-    from transformers import GenerationConfig
+def _model_size(size_name: str) -> ModelSize:
+    if size_name not in SIZES:
+        raise UserError(f"unknown model size {size_name!r}; choose from {', '.join(SIZES)}")
+    return SIZES[size_name]
 
+
+def _new_model(config, seed: int):
+    """A randomly initialised Qwen2-VL of ``config`` (drawn after seeding torch with ``seed``),
+    generating with its own end, pad and start tokens."""
+    import torch
+    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
     text = config.text_config
-    return GenerationConfig(eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id, bos_token_id=text.bos_token_id)
+    model.generation_config = GenerationConfig(eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id, bos_token_id=text.bos_token_id)
+    return model
+
+
+def _save_new_model(out: str | os.PathLike, model, processor, info: dict) -> Path:
+    """Write a newly built model, its processor and ``reasonrft.json`` (``info`` plus the
+    parameter count) to ``out``, atomically."""
+    from reasonrft.io import atomic_dir
+
+    with atomic_dir(Path(out)) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "reasonrft.json").write_text(json.dumps({**info, "parameters": count_parameters(model)}, indent=2))
+    return Path(out)
 
 
 def init_model(size_name: str, out: str | os.PathLike, seed: int = 0, corpus: list[str] | None = None) -> Path:
     """Build a randomly initialised nano-family Qwen2-VL with a freshly trained tokenizer; save it."""
-    import torch
-    from transformers import Qwen2VLForConditionalGeneration
-
-    if size_name not in SIZES:
-        raise UserError(f"unknown model size {size_name!r}; choose from {', '.join(SIZES)}")
-    size = SIZES[size_name]
+    size = _model_size(size_name)
     tokenizer = train_tokenizer(corpus if corpus is not None else training_corpus(), size.vocab)
     processor = make_processor(tokenizer, size.max_pixels)
-    config = build_config(size, tokenizer)
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config = _generation_config(config)
-    out = Path(out)
-    from reasonrft.io import atomic_dir
-
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        (tmp / "reasonrft.json").write_text(json.dumps({"size": size_name, "seed": seed, "parameters": count_parameters(model)}, indent=2))
-    return out
+    model = _new_model(build_config(size, tokenizer), seed)
+    return _save_new_model(out, model, processor, {"size": size_name, "seed": seed})
 
 
 def fresh_language_model(source: str | os.PathLike, size_name: str, out: str | os.PathLike, seed: int = 0) -> Path:
@@ -317,25 +325,15 @@ def fresh_language_model(source: str | os.PathLike, size_name: str, out: str | o
     whose language model learnt habits (reading the palette, not the named object) that a
     fresh one learns past faster (docs/results.md 4.1). The vision towers must be the same size."""
     import torch
-    from transformers import Qwen2VLForConditionalGeneration
 
-    if size_name not in SIZES:
-        raise UserError(f"unknown model size {size_name!r}; choose from {', '.join(SIZES)}")
+    size = _model_size(size_name)
     processor, trained = load_processor(source), load_model(source, dtype=torch.float32)
-    config = build_config(SIZES[size_name], processor.tokenizer)
+    config = build_config(size, processor.tokenizer)
     if config.vision_config.to_dict() | {"dtype": None} != trained.config.vision_config.to_dict() | {"dtype": None}:
         raise UserError(f"{source}: its vision tower is not a {size_name} one; a fresh {size_name} language model cannot read it")
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
+    model = _new_model(config, seed)
     model.model.visual.load_state_dict(trained.model.visual.state_dict())
-    model.generation_config = _generation_config(config)
-    from reasonrft.io import atomic_dir
-
-    with atomic_dir(Path(out)) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        (tmp / "reasonrft.json").write_text(json.dumps({"size": size_name, "seed": seed, "vision_from": Path(source).name, "parameters": count_parameters(model)}, indent=2))
-    return Path(out)
+    return _save_new_model(out, model, processor, {"size": size_name, "seed": seed, "vision_from": Path(source).name})
 
 
 def shipped_base() -> Path | None:
