@@ -14,6 +14,8 @@ import collections
 import json
 from pathlib import Path
 
+from reasonrft.plots import pyplot, save_figure
+
 # panel -> (skills averaged, target %)
 PANELS: dict[str, tuple[tuple[str, ...], float]] = {
     "count, test-id scenes": (("count/test-id",), 90),
@@ -47,12 +49,7 @@ def main() -> None:
             raise SystemExit(f"plot_base_skills: bad point {point!r}; want SERIES@EXAMPLES=FILE")
         series[name].append((int(examples), read_skills(Path(file))))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 5, figsize=(17, 7.5), sharex=True)
+    fig, axes = pyplot().subplots(2, 5, figsize=(17, 7.5), sharex=True)
     for ax, (panel, (skills, target)) in zip(axes.flat, PANELS.items()):
         for name, points in series.items():
             points = sorted(points)
@@ -74,12 +71,7 @@ def main() -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)  # below the panels: no curve hidden
     fig.suptitle("The nano base's skills against training (benchmarks/bench_base.py, n = 100 per skill; dashed: the issue's target)")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.stem}.partial{out.suffix}")
-    fig.savefig(partial, dpi=110)
-    partial.replace(out)  # atomic: no half-written figure
+    save_figure(fig, args.out, rect=(0, 0.1, 1, 1))
 
 
 if __name__ == "__main__":

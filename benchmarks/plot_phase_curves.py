@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from reasonrft import stats
-from reasonrft.plots import _pyplot, _save
+from reasonrft.plots import pyplot, save_figure
 
 
 def read_log(path: str) -> dict[str, list[tuple[int, float]]]:
@@ -51,7 +51,7 @@ def main() -> None:
         for skill, points in read_log(path).items():
             runs[name][skill] += [(step + int(before or 0), accuracy) for step, accuracy in points]
     skills = sorted({skill for curves in runs.values() for skill in curves})
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(skills), figsize=(3.2 * len(skills), 3.2), squeeze=False)
     for ax, skill in zip(axes[0], skills):
         for name, curves in runs.items():
@@ -73,7 +73,7 @@ def main() -> None:
     axes[0][-1].legend(fontsize=7)
     if args.title:
         fig.suptitle(args.title, fontsize=10)
-    _save(fig, args.out)
+    save_figure(fig, args.out)
 
 
 if __name__ == "__main__":

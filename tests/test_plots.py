@@ -17,16 +17,16 @@ def figures(monkeypatch):
     """Every figure ``plots`` saves, kept open for inspection (and still written)."""
     saved = []
 
-    def keep(fig, out):
+    def keep(fig, out, rect=None):
         saved.append(fig)
         fig.tight_layout()
         fig.savefig(out, dpi=50)
         return out
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     yield saved
     for fig in saved:
-        plots._pyplot().close(fig)
+        plots.pyplot().close(fig)
 
 
 def _drawn(png) -> bool:

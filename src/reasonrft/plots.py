@@ -22,7 +22,7 @@ CURVES = (
 def training_curves(state_file: str | os.PathLike, out: str | os.PathLike, title: str = "") -> Path | None:
     """A PNG with one panel per logged curve of ``trainer_state.json``; None if nothing was logged."""
     fig = _curves_figure(state_file, title)
-    return _save(fig, out) if fig is not None else None
+    return save_figure(fig, out) if fig is not None else None
 
 
 def training_curves_png(state_file: str | os.PathLike, title: str = "") -> bytes | None:
@@ -35,7 +35,7 @@ def training_curves_png(state_file: str | os.PathLike, title: str = "") -> bytes
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -47,7 +47,7 @@ def _curves_figure(state_file: str | os.PathLike, title: str):
     panels = [(key, name) for key, name in CURVES if any(key in h for h in history)]
     if not panels:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(panels))
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
@@ -64,7 +64,8 @@ def _curves_figure(state_file: str | os.PathLike, title: str):
     return fig
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,21 +74,22 @@ def _pyplot():
     return plt
 
 
-def _save(fig, out: str | os.PathLike) -> Path:
-    """Lay out, write atomically (a temporary file, then a rename) and close the figure."""
-    fig.tight_layout()
+def save_figure(fig, out: str | os.PathLike, rect: tuple | None = None) -> Path:
+    """Lay out (within ``rect``, e.g. to leave room for a legend below), write atomically (a
+    temporary file, then a rename: no half-written figure) and close the figure."""
+    fig.tight_layout(rect=rect)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     os.replace(tmp, out)
     return out
 
 
 def accuracy_bars(rows: list[list], header: list[str], out: str | os.PathLike, title: str = "") -> Path:
     """Grouped bars: one group per test split (plus AVG), one bar per paradigm."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = header[1:-2]  # the splits and AVG (ID / OOD AVG repeat them)
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(columns), 3.6))
     width = 0.8 / max(1, len(rows))
@@ -101,7 +103,7 @@ def accuracy_bars(rows: list[list], header: list[str], out: str | os.PathLike, t
     ax.grid(axis="y", alpha=0.3)
     if title:
         ax.set_title(title)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> Path:
@@ -110,7 +112,7 @@ def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> P
     most-frequent-answer baseline as a dotted one, the stage-1 activation point as a star at
     the samples stage 1 saw (the paper's figure). ``summary[budget][row]`` holds ``id``,
     ``ood``, ``samples`` and optionally ``id_ci95`` / ``ood_ci95``."""
-    plt = _pyplot()
+    plt = pyplot()
     budgets = sorted(int(b) for b in summary)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, name in ((axes[0], "id", "in-domain"), (axes[1], "ood", "domain shift (avg)")):
@@ -139,7 +141,7 @@ def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> P
     axes[1].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _intervals(ax, xs: list, entries: list[dict], key: str, color) -> None:
@@ -154,7 +156,7 @@ def seed_spread(result: dict, out: str | os.PathLike, title: str = "") -> Path:
     """One experiment at several seeds (``reasonrft.seeds``): in-domain and domain-shift panels,
     one line per row, each seed a point with its 95% interval over questions, the seeds' mean
     a vertical tick: whether a gap between rows is larger than the seed's own spread."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(result["rows"])
     seeds = result["seeds"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.55 * len(names)), sharey=True)
@@ -175,4 +177,4 @@ def seed_spread(result: dict, out: str | os.PathLike, title: str = "") -> Path:
     axes[1].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    return _save(fig, out)
+    return save_figure(fig, out)
