@@ -20,6 +20,10 @@ from reasonrft import stats
 from reasonrft.plots import pyplot, save_figure
 
 
+# run F's log (2026-12-01) predates the skills' family prefix
+OLD_NAMES = {"sum_difference": "arithmetic/sum_difference", "product_quotient_square_root": "arithmetic/product_quotient_square_root"}
+
+
 def read_log(path: str) -> dict[str, list[tuple[int, float]]]:
     """skill -> [(step, accuracy %)] from a text phase's log (only its held-out lines)."""
     curves: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)
@@ -29,7 +33,7 @@ def read_log(path: str) -> dict[str, list[tuple[int, float]]]:
         except json.JSONDecodeError as error:
             raise SystemExit(f"{path}:{number}: not a JSON line ({error.msg})") from None
         for skill, accuracy in entry.get("heldout", {}).items():
-            curves[skill].append((entry["step"], accuracy))
+            curves[OLD_NAMES.get(skill, skill)].append((entry["step"], accuracy))
     if not curves:
         raise SystemExit(f"{path}: no held-out lines (a text phase's text-log.jsonl has one every eval_every steps)")
     return curves
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--items", type=int, default=50, help="held-out items per skill at each point (the phase's eval_items)")
     parser.add_argument("--title", default="")
+    parser.add_argument("--skills", default="", help="comma-separated skills to plot (default: every skill in the logs)")
     parser.add_argument("series", nargs="+", help="SERIES=text-log.jsonl[@STEPS before it]")
     args = parser.parse_args()
     runs: dict[str, dict[str, list[tuple[int, float]]]] = collections.defaultdict(lambda: collections.defaultdict(list))
@@ -51,6 +56,11 @@ def main() -> None:
         for skill, points in read_log(path).items():
             runs[name][skill] += [(step + int(before or 0), accuracy) for step, accuracy in points]
     skills = sorted({skill for curves in runs.values() for skill in curves})
+    if args.skills:
+        wanted = args.skills.split(",")
+        if unknown := sorted(set(wanted) - set(skills)):
+            parser.error(f"--skills: {', '.join(unknown)} not in the logs (they have {', '.join(skills)})")
+        skills = wanted
     plt = pyplot()
     fig, axes = plt.subplots(1, len(skills), figsize=(3.2 * len(skills), 3.2), squeeze=False)
     for ax, skill in zip(axes[0], skills):
@@ -60,9 +70,10 @@ def main() -> None:
                 continue
             steps = [s for s, _ in points]
             accuracies = [a for _, a in points]
+            # max(0, .): at 0% the Wilson bound is 0 only up to rounding
             intervals = [stats.wilson_interval(round(a * args.items / 100), args.items) for a in accuracies]
-            low = [a - 100 * lo for a, (lo, _) in zip(accuracies, intervals)]
-            high = [100 * hi - a for a, (_, hi) in zip(accuracies, intervals)]
+            low = [max(0.0, a - 100 * lo) for a, (lo, _) in zip(accuracies, intervals)]
+            high = [max(0.0, 100 * hi - a) for a, (_, hi) in zip(accuracies, intervals)]
             ax.errorbar(steps, accuracies, yerr=[low, high], marker="o", capsize=2, label=name)
             for step, accuracy in points:
                 print(json.dumps({"series": name, "skill": skill, "step": step, "accuracy": accuracy, "n": args.items}))
