@@ -70,8 +70,8 @@ def main() -> None:
                 continue
             steps = [s for s, _ in points]
             accuracies = [a for _, a in points]
-            # max(0, .): at 0% the Wilson bound is 0 only up to rounding
             intervals = [stats.wilson_interval(round(a * args.items / 100), args.items) for a in accuracies]
+            # max(0, .): at 0% the Wilson bound is 0 only up to rounding
             low = [max(0.0, a - 100 * lo) for a, (lo, _) in zip(accuracies, intervals)]
             high = [max(0.0, 100 * hi - a) for a, (_, hi) in zip(accuracies, intervals)]
             ax.errorbar(steps, accuracies, yerr=[low, high], marker="o", capsize=2, label=name)
