@@ -117,3 +117,40 @@ def test_cot_soundness_reads_the_gold_chain_as_sound(tmp_path):
     path.write_text("\n".join(json.dumps(row) for row in [broken] + gold[1:]) + "\n")
     worse = bench.soundness(path)
     assert worse["steps"] == sound["steps"] and worse["steps_right_pct"] < 100.0 and worse["chains_right"] == 5 and worse["answer_follows_pct"] == round(500 / 6, 1)
+
+
+def test_cot_stages_reads_the_gold_chain_as_right_at_every_stage(tmp_path):
+    """``benchmarks/cot_stages.py`` splits a chain into start count, copied steps and removed
+    counts against the run's gold chains: the gold chain is right at every stage; a wrong start,
+    a miscopied step and a wrong removed count are each counted where they are."""
+    import importlib.util
+    import json
+    import pathlib
+    import re
+
+    spec = importlib.util.spec_from_file_location("cot_stages", pathlib.Path(__file__).parents[1] / "benchmarks" / "cot_stages.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from reasonrft import data
+
+    records = data.generate_records(get_task("counting"), "test-ood-m", 6)
+    (tmp_path / "data" / "test-ood-m").mkdir(parents=True)
+    (tmp_path / "data" / "test-ood-m" / "data.json").write_text(json.dumps([{"id": r.id, "cot": r.cot} for r in records]))
+    gold = [{"id": r.id, "split": "test-ood-m", "pred": data.sft_target(r, "cot"), "score": 1.0} for r in records]
+    path = tmp_path / "eval" / "cot-sft" / "predictions.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(json.dumps(row) for row in gold) + "\n")
+    right = bench.stages(path)
+    assert right["n"] == 6 and right["start_right_pct"] == right["steps_copied_pct"] == right["answer_right_pct"] == 100.0
+    assert right["subtract_steps_copied"] >= 3 and right["subtract_counts_right_pct"] == 100.0
+    assert bench.stages(path, "test-id")["n"] == 0
+
+    subtracting = next(i for i, row in enumerate(gold) if re.search(r"there (?:is|are) \d+ ", row["pred"]))
+    wrong = [dict(row) for row in gold]
+    wrong[0]["pred"] = re.sub(r"There (?:is|are) (\d+)", lambda m: f"There are {int(m.group(1)) + 1}", wrong[0]["pred"], count=1)
+    wrong[1]["pred"] = re.sub(r"^(Add|Subtract) ", r"\1 all ", wrong[1]["pred"], count=1, flags=re.MULTILINE)
+    wrong[subtracting]["pred"] = re.sub(r"there (?:is|are) (\d+) ", lambda m: f"there are {int(m.group(1)) + 5} ", wrong[subtracting]["pred"], count=1)
+    path.write_text("\n".join(json.dumps(row) for row in wrong) + "\n")
+    worse = bench.stages(path)
+    assert worse["start_right_pct"] == round(500 / 6, 1) and worse["steps_copied_pct"] == round(500 / 6, 1)
+    assert worse["subtract_counts_right_pct"] < 100.0
