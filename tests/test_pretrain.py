@@ -284,6 +284,25 @@ def test_a_run_that_continues_the_shipped_base_reproduces_through_its_chain(tmp_
     assert " init_model=runs/pt-f " in pretrain._overrides(config, "pt-f") + " "
 
 
+def test_a_run_that_continues_a_phase_model_reproduces_through_that_run(tmp_path):
+    """``init_model: runs/NAME/text/model`` (the model a run's text phase left): the chain goes
+    through NAME's config, whose command makes that model, and the card keeps the phase path."""
+    import yaml
+
+    from reasonrft.config import to_dict
+    from reasonrft.stages import pretrain
+
+    first = pretrain.PretrainConfig(out=str(tmp_path / "pt-a"), text_steps=5, max_steps=800)
+    branch = pretrain.PretrainConfig(out=str(tmp_path / "pt-b"), init_model=str(tmp_path / "pt-a" / "text" / "model"), max_steps=800)
+    for config in (first, branch):
+        Path(config.out).mkdir()
+        (Path(config.out) / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config)))
+    chain = pretrain._chain(tmp_path / "pt-b")
+    assert [name for name, _, _ in chain] == ["pt-a", "pt-b"] and chain[0][2] == tmp_path / "pt-a" / pretrain.CONFIG_FILE
+    assert " init_model=runs/pt-a/text/model " in pretrain._overrides(branch, "pt-a") + " "
+    assert " init_model=runs/pt-a/text/model " in pretrain._overrides(branch) + " "  # without the chain: from the path itself
+
+
 # --------------------------------------------------------------------------- the skills mix and the dense phase
 
 ALL_KINDS = PerceptionConfig(kind_weights=(1,) * len(KINDS))

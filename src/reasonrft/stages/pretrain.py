@@ -265,7 +265,8 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     if size > MAX_SHIPPED_BYTES:
         raise UserError(f"{source}: {size / 2**20:.1f} MB of model files, over the {MAX_SHIPPED_BYTES // 2**20} MB a shipped base may take")
     chain = _chain(source)  # (run name, its config, the file it came from), first run first
-    commands = "\n".join(f"    reasonrft pretrain --out runs/{name}{_overrides(config, chain[k - 1][0] if k else '')}" for k, (name, config, _) in enumerate(chain))
+    continued = [""] + [name for name, _, _ in chain[:-1]]  # the run each one continues
+    commands = "\n".join(f"    reasonrft pretrain --out runs/{name}{_overrides(config, before)}" for (name, config, _), before in zip(chain, continued))
     earlier = {f"pretrain_config-{name}.yaml": file for name, _, file in chain[:-1]}
     params = modeling.count_parameters(modeling.load_model(source))
     with atomic_dir(dest) as tmp:
@@ -287,7 +288,8 @@ def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path]]:
     continued (an ``init_model`` path is relative to where that run was started, like ``out``),
     as (run name, config, config file). A shipped base continued (``init_model:
     src/reasonrft/base``) brings its own chain, from the ``pretrain_config-NAME.yaml`` files
-    it was shipped with."""
+    it was shipped with. A run may continue another's phase model (``runs/NAME/text/model``):
+    that run's whole command makes it."""
     chain: list[tuple[str, PretrainConfig, Path]] = []
     shipped: dict[str, Path] = {}  # run name -> an earlier run's config, as a shipped base keeps it
     run, file = source, source / CONFIG_FILE
@@ -298,7 +300,7 @@ def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path]]:
         shipped.update({f.name.removeprefix("pretrain_config-").removesuffix(".yaml"): f for f in run.glob("pretrain_config-*.yaml")})
         if not config.init_model:
             return chain
-        run = Path(config.init_model)
+        run = _run_of(config.init_model)
         file = run / CONFIG_FILE if (run / CONFIG_FILE).is_file() else shipped.get(run.name)
         if file is None:
             raise UserError(f"{source}: continues {config.init_model}, which has no {CONFIG_FILE} here to reproduce it from")
@@ -306,11 +308,26 @@ def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path]]:
             raise UserError(f"{source}: its chain of init_model runs comes back to {run} (a cycle); a run cannot continue itself")
 
 
+PHASES = ("dense", "text")  # a run's phase models, OUT/PHASE/model, can be continued too
+
+
+def _phase_of(init_model: str) -> tuple[str, ...]:
+    """``("text", "model")`` when ``init_model`` is a phase's model inside a run, else ``()``."""
+    parts = Path(init_model).parts
+    return parts[-2:] if len(parts) > 2 and parts[-1] == "model" and parts[-2] in PHASES else ()
+
+
+def _run_of(init_model: str) -> Path:
+    """The run folder ``init_model`` comes from: itself, or the run whose phase model it is."""
+    return Path(init_model).parents[1] if _phase_of(init_model) else Path(init_model)
+
+
 def _overrides(config: PretrainConfig, continues: str = "") -> str:
     """The ``key=value`` arguments that make ``config`` from the defaults (``init_model`` as
-    ``runs/NAME``, the run it continues)."""
+    ``runs/NAME``, the run it continues, or ``runs/NAME/text/model``, that run's phase model)."""
     defaults = to_dict(PretrainConfig(out=config.out))
     changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
     if changed.get("init_model"):
-        changed["init_model"] = f"runs/{continues or Path(changed['init_model']).name}"
+        init_model = changed["init_model"]
+        changed["init_model"] = Path("runs", continues or _run_of(init_model).name, *_phase_of(init_model)).as_posix()
     return "".join(f" {k}={json.dumps(v, separators=(',', ':')) if isinstance(v, list) else v}" for k, v in changed.items())
