@@ -548,7 +548,11 @@ def test_text_phase_learns_and_resumes_exactly(nano_model, tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         text_phase.train(modeling.load_model(nano_model), processor, nano_model, tmp_path / "b", config, log=lambda *a, **k: None)
     monkeypatch.setattr(text_phase, "item", real)
+    with open(tmp_path / "b" / text_phase.LOG, "a") as log:  # logged after the last checkpoint, then a torn line
+        log.write('{"step": 3, "loss": 9.9}\n{"step": 4, "lo')
     resumed = modeling.load_model(nano_model)
     text_phase.train(resumed, processor, nano_model, tmp_path / "b", config, log=lambda *a, **k: None)
     for key, value in straight.state_dict().items():
         assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+    logged = [json.loads(line) for line in (tmp_path / "b" / text_phase.LOG).read_text().splitlines()]
+    assert [r["step"] for r in logged] == [3] and logged[0]["loss"] != 9.9  # the log reads as one run

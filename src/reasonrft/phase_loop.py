@@ -37,6 +37,25 @@ def write_record(path: Path, record: dict, log: Callable = print) -> None:
     log(json.dumps(record), flush=True)
 
 
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the records of the JSON-lines log at ``path`` past ``step`` (and a torn last line):
+    a phase resumed from its checkpoint at ``step`` logs the steps after it again, and the log
+    must read as one uninterrupted run. Rewritten through a temporary file and a rename."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
 def load_checkpoint(path: Path) -> dict | None:
     """The state saved by ``save_checkpoint`` at ``path``, or None when there is none."""
     import torch

@@ -125,6 +125,7 @@ def train(model, processor, model_dir: str, out: str | os.PathLike, config: Text
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
         log(f"text: resuming from step {start}", flush=True)
+    phase_loop.truncate_log(out / LOG, start)  # a fresh start (0) or a resume: no records past it
     model.train()
     started, record = time.time(), {}
     for step in range(start, config.steps):
