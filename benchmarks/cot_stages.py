@@ -11,6 +11,8 @@ split:
 
 - ``start_right_pct``: the start count is the scene's;
 - ``steps_copied_pct``: the chain's step phrases are the question's, in order, exactly;
+  ``step_phrases_right_pct``: of the gold chain's steps, how many the chain has at the same
+  place, exactly (a chain of the right length with one phrase wrong scores the rest);
 - ``subtract_counts_right_pct``: of the subtract steps whose phrase is copied exactly, how
   many count the objects it removes right (the filtered count, the hardest seeing);
 - ``answer_right_pct`` overall, and ``answer_right_given_start_and_steps_pct``: of the chains
@@ -55,7 +57,7 @@ def _gold(predictions: Path) -> dict[str, dict]:
 def stages(predictions: Path, split: str | None = None) -> dict:
     """The stage table of one predictions file, over one split or (None) all of them."""
     gold = _gold(predictions)
-    n = start_right = copied = sub_steps = sub_right = answered = both = both_answered = 0
+    n = start_right = copied = phrases = phrases_right = sub_steps = sub_right = answered = both = both_answered = 0
     for line in predictions.read_text().splitlines():
         if not line.strip():
             continue
@@ -73,14 +75,16 @@ def stages(predictions: Path, split: str | None = None) -> dict:
         copy_ok = [p for p, _ in steps] == [p for p, _ in gold_steps]
         start_right += start_ok
         copied += copy_ok
+        phrases += len(gold_steps)
         for (phrase, removed), (gold_phrase, gold_removed) in zip(steps, gold_steps):
+            phrases_right += phrase == gold_phrase
             if phrase == gold_phrase and gold_removed is not None:
                 sub_steps += 1
                 sub_right += removed == gold_removed
         if start_ok and copy_ok:
             both += 1
             both_answered += row["score"] == 1
-    return {"predictions": predictions.as_posix().split("runs/", 1)[-1], "split": split or "all", "n": n, "start_right_pct": _pct(start_right, n), "steps_copied_pct": _pct(copied, n), "subtract_steps_copied": sub_steps, "subtract_counts_right_pct": _pct(sub_right, sub_steps), "answer_right_pct": _pct(answered, n), "start_and_steps_right": both, "answer_right_given_start_and_steps_pct": _pct(both_answered, both)}
+    return {"predictions": predictions.as_posix().split("runs/", 1)[-1], "split": split or "all", "n": n, "start_right_pct": _pct(start_right, n), "steps_copied_pct": _pct(copied, n), "step_phrases_right_pct": _pct(phrases_right, phrases), "subtract_steps_copied": sub_steps, "subtract_counts_right_pct": _pct(sub_right, sub_steps), "answer_right_pct": _pct(answered, n), "start_and_steps_right": both, "answer_right_given_start_and_steps_pct": _pct(both_answered, both)}
 
 
 def _pct(part: int, whole: int) -> float | None:

@@ -141,7 +141,7 @@ def test_cot_stages_reads_the_gold_chain_as_right_at_every_stage(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text("\n".join(json.dumps(row) for row in gold) + "\n")
     right = bench.stages(path)
-    assert right["n"] == 6 and right["start_right_pct"] == right["steps_copied_pct"] == right["answer_right_pct"] == 100.0
+    assert right["n"] == 6 and right["start_right_pct"] == right["steps_copied_pct"] == right["step_phrases_right_pct"] == right["answer_right_pct"] == 100.0
     assert right["subtract_steps_copied"] >= 3 and right["subtract_counts_right_pct"] == 100.0
     assert bench.stages(path, "test-id")["n"] == 0
 
@@ -153,4 +153,4 @@ def test_cot_stages_reads_the_gold_chain_as_right_at_every_stage(tmp_path):
     path.write_text("\n".join(json.dumps(row) for row in wrong) + "\n")
     worse = bench.stages(path)
     assert worse["start_right_pct"] == round(500 / 6, 1) and worse["steps_copied_pct"] == round(500 / 6, 1)
-    assert worse["subtract_counts_right_pct"] < 100.0
+    assert worse["subtract_counts_right_pct"] < 100.0 and 50.0 < worse["step_phrases_right_pct"] < 100.0
