@@ -63,6 +63,7 @@ def main() -> None:
         skills = wanted
     plt = pyplot()
     fig, axes = plt.subplots(1, len(skills), figsize=(3.2 * len(skills), 3.2), squeeze=False)
+    colours = {name: f"C{k}" for k, name in enumerate(runs)}  # a series keeps its colour in every panel
     for ax, skill in zip(axes[0], skills):
         for name, curves in runs.items():
             points = sorted(curves.get(skill, []))
@@ -74,17 +75,18 @@ def main() -> None:
             # max(0, .): at 0% the Wilson bound is 0 only up to rounding
             low = [max(0.0, a - 100 * lo) for a, (lo, _) in zip(accuracies, intervals)]
             high = [max(0.0, 100 * hi - a) for a, (_, hi) in zip(accuracies, intervals)]
-            ax.errorbar(steps, accuracies, yerr=[low, high], marker="o", capsize=2, label=name)
+            ax.errorbar(steps, accuracies, yerr=[low, high], marker="o", capsize=2, color=colours[name], label=name)
             for step, accuracy in points:
                 print(json.dumps({"series": name, "skill": skill, "step": step, "accuracy": accuracy, "n": args.items}))
         ax.set_title(skill, fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylim(0, 100)
     axes[0][0].set_ylabel("held-out accuracy (%)")
-    axes[0][-1].legend(fontsize=7)
+    handles = [plt.Line2D([], [], color=colour, marker="o", label=name) for name, colour in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     if args.title:
         fig.suptitle(args.title, fontsize=10)
-    save_figure(fig, args.out)
+    save_figure(fig, args.out, rect=(0, 0.08, 1, 1))  # room for the legend below the panels
 
 
 if __name__ == "__main__":
