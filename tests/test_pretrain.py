@@ -284,6 +284,28 @@ def test_a_run_that_continues_the_shipped_base_reproduces_through_its_chain(tmp_
     assert " init_model=runs/pt-f " in pretrain._overrides(config, "pt-f") + " "
 
 
+def test_a_base_shipped_from_a_run_that_continued_the_shipped_base_has_a_chain_of_its_own(nano_model, tmp_path):
+    """A run with ``init_model: src/reasonrft/base``, shipped: the new base's configs name the
+    runs they continued as ``runs/NAME``, never the package folder (which would then be the new
+    base itself: a cycle), so the next run that continues it still reproduces."""
+    import shutil
+
+    import yaml
+
+    from reasonrft.config import to_dict
+    from reasonrft.stages import pretrain
+
+    base = Path(modeling.__file__).parent / "base"
+    run = tmp_path / "pt-next"
+    shutil.copytree(nano_model, run)
+    config = pretrain.PretrainConfig(out="runs/pt-next", init_model=str(base), fresh_language_model=True, text_steps=5, max_steps=0)
+    (run / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config)))
+    shipped = pretrain.ship(run, tmp_path / "new-base")
+    assert yaml.safe_load((shipped / pretrain.CONFIG_FILE).read_text())["init_model"] == "runs/pt-f"
+    assert all(not yaml.safe_load(f.read_text()).get("init_model", "runs/").startswith(str(base)) for f in shipped.glob("pretrain_config*.yaml"))
+    assert [name for name, _, _ in pretrain._chain(shipped)] == ["pt-dense-long", "pt-f", shipped.name]  # no cycle
+
+
 def test_a_run_that_continues_a_phase_model_reproduces_through_that_run(tmp_path):
     """``init_model: runs/NAME/text/model`` (the model a run's text phase left): the chain goes
     through NAME's config, whose command makes that model, and the card keeps the phase path."""

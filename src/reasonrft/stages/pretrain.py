@@ -267,13 +267,17 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     chain = _chain(source)  # (run name, its config, the file it came from), first run first
     continued = [""] + [name for name, _, _ in chain[:-1]]  # the run each one continues
     commands = "\n".join(f"    reasonrft pretrain --out runs/{name}{_overrides(config, before)}" for (name, config, _), before in zip(chain, continued))
-    earlier = {f"pretrain_config-{name}.yaml": file for name, _, file in chain[:-1]}
+    # every config as the chain names it: an init_model of the package's base folder would
+    # mean this new base once shipped, and the chain would come back to itself
+    configs = {(f"pretrain_config-{name}.yaml" if k < len(chain) - 1 else CONFIG_FILE): _portable_config(file, before)
+               for k, ((name, _, file), before) in enumerate(zip(chain, continued))}
+    earlier = [name for name in configs if name != CONFIG_FILE]
     params = modeling.count_parameters(modeling.load_model(source))
     with atomic_dir(dest) as tmp:
         for f in files:
             shutil.copy2(f, tmp / f.name)
-        for name, path in earlier.items():
-            shutil.copy2(path, tmp / name)
+        for name, text in configs.items():
+            (tmp / name).write_text(text)
         if (tmp / STAGE_FILE).is_file():  # the package must not carry this machine's paths
             stage = json.loads((tmp / STAGE_FILE).read_text())
             (tmp / STAGE_FILE).write_text(json.dumps({k: _machine_free(v, source) for k, v in stage.items()}, indent=2))
@@ -322,12 +326,25 @@ def _run_of(init_model: str) -> Path:
     return Path(init_model).parents[1] if _phase_of(init_model) else Path(init_model)
 
 
+def _portable_init(init_model: str, continues: str = "") -> str:
+    """``init_model`` as ``runs/NAME`` (the run it continues; by default its folder's name),
+    keeping a phase model's ``text/model`` or ``dense/model``."""
+    return Path("runs", continues or _run_of(init_model).name, *_phase_of(init_model)).as_posix()
+
+
+def _portable_config(file: Path, continues: str) -> str:
+    """The YAML of the config at ``file`` with its ``init_model`` as ``runs/CONTINUES``."""
+    raw = yaml.safe_load(file.read_text())
+    if raw.get("init_model"):
+        raw["init_model"] = _portable_init(raw["init_model"], continues)
+    return yaml.safe_dump(raw, sort_keys=False)
+
+
 def _overrides(config: PretrainConfig, continues: str = "") -> str:
     """The ``key=value`` arguments that make ``config`` from the defaults (``init_model`` as
     ``runs/NAME``, the run it continues, or ``runs/NAME/text/model``, that run's phase model)."""
     defaults = to_dict(PretrainConfig(out=config.out))
     changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
     if changed.get("init_model"):
-        init_model = changed["init_model"]
-        changed["init_model"] = Path("runs", continues or _run_of(init_model).name, *_phase_of(init_model)).as_posix()
+        changed["init_model"] = _portable_init(changed["init_model"], continues)
     return "".join(f" {k}={json.dumps(v, separators=(',', ':')) if isinstance(v, list) else v}" for k, v in changed.items())
