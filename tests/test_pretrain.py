@@ -270,18 +270,21 @@ def test_a_run_that_continues_the_shipped_base_reproduces_through_its_chain(tmp_
     ``runs/NAME``, never the package folder."""
     import yaml
 
-    from reasonrft.config import to_dict
+    from reasonrft.config import load_config, to_dict
     from reasonrft.stages import pretrain
 
     base = Path(modeling.__file__).parent / "base"
-    run = tmp_path / "pt-k1"
+    run = tmp_path / "pt-next"
     run.mkdir()
-    config = pretrain.PretrainConfig(out="runs/pt-k1", init_model=str(base), fresh_language_model=True, text_steps=5, max_steps=0)
+    config = pretrain.PretrainConfig(out="runs/pt-next", init_model=str(base), fresh_language_model=True, text_steps=5, max_steps=0)
     (run / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config)))
     chain = pretrain._chain(run)
-    assert [name for name, _, _ in chain] == ["pt-dense-long", "pt-f", "pt-k1"]
-    assert chain[1][2] == base / pretrain.CONFIG_FILE and chain[0][2] == base / "pretrain_config-pt-dense-long.yaml"
-    assert " init_model=runs/pt-f " in pretrain._overrides(config, "pt-f") + " "
+    names = [name for name, _, _ in chain]
+    shipped_name = Path(load_config(pretrain.PretrainConfig, str(base / pretrain.CONFIG_FILE)).out).name
+    assert names[0] == "pt-dense-long" and names[-2:] == [shipped_name, "pt-next"]
+    assert chain[-2][2] == base / pretrain.CONFIG_FILE
+    assert all((base / f"pretrain_config-{name}.yaml").is_file() for name in names[:-2])  # the base carries its chain
+    assert f" init_model=runs/{shipped_name} " in pretrain._overrides(config, shipped_name) + " "
 
 
 def test_a_base_shipped_from_a_run_that_continued_the_shipped_base_has_a_chain_of_its_own(nano_model, tmp_path):
@@ -292,7 +295,7 @@ def test_a_base_shipped_from_a_run_that_continued_the_shipped_base_has_a_chain_o
 
     import yaml
 
-    from reasonrft.config import to_dict
+    from reasonrft.config import load_config, to_dict
     from reasonrft.stages import pretrain
 
     base = Path(modeling.__file__).parent / "base"
