@@ -49,13 +49,15 @@ def main() -> None:
             raise SystemExit(f"plot_base_skills: bad point {point!r}; want SERIES@EXAMPLES=FILE")
         series[name].append((int(examples), read_skills(Path(file))))
 
-    fig, axes = pyplot().subplots(2, 5, figsize=(17, 7.5), sharex=True)
+    plt = pyplot()
+    colours = {name: f"C{k % 10}" for k, name in enumerate(series)}  # a series keeps its colour in every panel
+    fig, axes = plt.subplots(2, 5, figsize=(17, 7.5), sharex=True)
     for ax, (panel, (skills, target)) in zip(axes.flat, PANELS.items()):
         for name, points in series.items():
-            points = sorted(points)
+            points = sorted((x, s) for x, s in points if all(k in s for k in skills))  # a text-only run has no visual skills
             xs = [x / 1000 for x, _ in points]
             ys = [sum(s[k] for k in skills) / len(skills) for _, s in points]
-            ax.plot(xs, ys, marker="o", label=name)
+            ax.plot(xs, ys, marker="o", color=colours[name], label=name)
             for x, y in zip(xs, ys):
                 print(json.dumps({"panel": panel, "series": name, "lm_examples_k": x, "accuracy": round(y, 1)}))
         if target:
@@ -68,9 +70,9 @@ def main() -> None:
         ax.set_xlabel("LM training examples seen, thousands", fontsize=9)
     axes[0][0].set_ylabel("exact match, %")
     axes[1][0].set_ylabel("exact match, %")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)  # below the panels: no curve hidden
-    fig.suptitle("The nano base's skills against training (benchmarks/bench_base.py, n = 100 per skill; dashed: the issue's target)")
+    handles = [plt.Line2D([], [], color=colour, marker="o", label=name) for name, colour in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)  # below the panels: no curve hidden
+    fig.suptitle("The nano base's skills against training (benchmarks/bench_base.py, n = 100 or 300 per skill; dashed: the issue's target)")
     save_figure(fig, args.out, rect=(0, 0.1, 1, 1))
 
 

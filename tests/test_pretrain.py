@@ -303,10 +303,12 @@ def test_a_base_shipped_from_a_run_that_continued_the_shipped_base_has_a_chain_o
     shutil.copytree(nano_model, run)
     config = pretrain.PretrainConfig(out="runs/pt-next", init_model=str(base), fresh_language_model=True, text_steps=5, max_steps=0)
     (run / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config)))
+    shipped_name = Path(yaml.safe_load((base / pretrain.CONFIG_FILE).read_text())["out"]).name
     shipped = pretrain.ship(run, tmp_path / "new-base")
-    assert yaml.safe_load((shipped / pretrain.CONFIG_FILE).read_text())["init_model"] == "runs/pt-f"
+    assert yaml.safe_load((shipped / pretrain.CONFIG_FILE).read_text())["init_model"] == f"runs/{shipped_name}"
     assert all(not yaml.safe_load(f.read_text()).get("init_model", "runs/").startswith(str(base)) for f in shipped.glob("pretrain_config*.yaml"))
-    assert [name for name, _, _ in pretrain._chain(shipped)] == ["pt-dense-long", "pt-f", shipped.name]  # no cycle
+    names = [name for name, _, _ in pretrain._chain(shipped)]  # no cycle
+    assert names[0] == "pt-dense-long" and names[-2:] == [shipped_name, shipped.name]
 
 
 def test_a_run_that_continues_a_phase_model_reproduces_through_that_run(tmp_path):
@@ -326,6 +328,22 @@ def test_a_run_that_continues_a_phase_model_reproduces_through_that_run(tmp_path
     assert [name for name, _, _ in chain] == ["pt-a", "pt-b"] and chain[0][2] == tmp_path / "pt-a" / pretrain.CONFIG_FILE
     assert " init_model=runs/pt-a/text/model " in pretrain._overrides(branch, "pt-a") + " "
     assert " init_model=runs/pt-a/text/model " in pretrain._overrides(branch) + " "  # without the chain: from the path itself
+
+
+def test_the_cards_commands_run_as_written_in_a_shell(tmp_path):
+    """The card's ``key=value`` arguments survive a POSIX shell (a mapping's braces and commas
+    would brace-expand unquoted) and parse back to the config's values."""
+    import shlex
+
+    from reasonrft.config import load_config
+    from reasonrft.stages import pretrain
+
+    config = pretrain.PretrainConfig(out="runs/pt-x", kind_weights=[1, 1, 3, 1, 0, 4, 3, 8, 4], text_steps=5, text_kinds=["attribute", "copy"],
+                                     text_perception={"attribute_min_objects": 2, "attribute_max_objects": 10}, freeze_vision=True)
+    words = shlex.split(pretrain._overrides(config))
+    assert len(words) == 5 and "'" in pretrain._overrides(config)
+    again = load_config(pretrain.PretrainConfig, None, words + ["out=runs/pt-x"])
+    assert again == config
 
 
 # --------------------------------------------------------------------------- the skills mix and the dense phase

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,7 +306,9 @@ def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path]]:
         if not config.init_model:
             return chain
         run = _run_of(config.init_model)
-        file = run / CONFIG_FILE if (run / CONFIG_FILE).is_file() else shipped.get(run.name)
+        # a config shipped with a base is the record of what made it; a local run folder of
+        # the same name may be older, or name the package's base, which is now another model
+        file = shipped.get(run.name) or (run / CONFIG_FILE if (run / CONFIG_FILE).is_file() else None)
         if file is None:
             raise UserError(f"{source}: continues {config.init_model}, which has no {CONFIG_FILE} here to reproduce it from")
         if any(file.resolve() == f.resolve() for _, _, f in chain):
@@ -347,4 +350,7 @@ def _overrides(config: PretrainConfig, continues: str = "") -> str:
     changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
     if changed.get("init_model"):
         changed["init_model"] = _portable_init(changed["init_model"], continues)
-    return "".join(f" {k}={json.dumps(v, separators=(',', ':')) if isinstance(v, list) else v}" for k, v in changed.items())
+    # lists and mappings as JSON (which the override parser reads as YAML), each argument
+    # shell-quoted where it must be: a mapping's braces and commas would brace-expand
+    rendered = {k: json.dumps(v, separators=(",", ":")) if isinstance(v, (list, dict)) else v for k, v in changed.items()}
+    return "".join(f" {shlex.quote(f'{k}={v}')}" for k, v in rendered.items())
