@@ -14,7 +14,7 @@ import collections
 import json
 from pathlib import Path
 
-from reasonrft.plots import pyplot, save_figure
+from reasonrft.plots import legend_below, pyplot, save_figure
 
 # panel -> (skills averaged, target %)
 PANELS: dict[str, tuple[tuple[str, ...], float]] = {
@@ -49,9 +49,8 @@ def main() -> None:
             raise SystemExit(f"plot_base_skills: bad point {point!r}; want SERIES@EXAMPLES=FILE")
         series[name].append((int(examples), read_skills(Path(file))))
 
-    plt = pyplot()
-    colours = {name: f"C{k % 10}" for k, name in enumerate(series)}  # a series keeps its colour in every panel
-    fig, axes = plt.subplots(2, 5, figsize=(17, 7.5), sharex=True)
+    fig, axes = pyplot().subplots(2, 5, figsize=(17, 7.5), sharex=True)
+    colours = legend_below(fig, series, ncol=5)  # below the panels: no curve hidden
     for ax, (panel, (skills, target)) in zip(axes.flat, PANELS.items()):
         for name, points in series.items():
             points = sorted((x, s) for x, s in points if all(k in s for k in skills))  # a text-only run has no visual skills
@@ -70,8 +69,6 @@ def main() -> None:
         ax.set_xlabel("LM training examples seen, thousands", fontsize=9)
     axes[0][0].set_ylabel("exact match, %")
     axes[1][0].set_ylabel("exact match, %")
-    handles = [plt.Line2D([], [], color=colour, marker="o", label=name) for name, colour in colours.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)  # below the panels: no curve hidden
     fig.suptitle("The nano base's skills against training (benchmarks/bench_base.py, n = 100 or 300 per skill; dashed: the issue's target)")
     save_figure(fig, args.out, rect=(0, 0.1, 1, 1))
 

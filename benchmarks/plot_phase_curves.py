@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from reasonrft import stats
-from reasonrft.plots import pyplot, save_figure
+from reasonrft.plots import legend_below, pyplot, save_figure
 
 
 # run F's log (2026-12-01) predates the skills' family prefix
@@ -61,9 +61,8 @@ def main() -> None:
         if unknown := sorted(set(wanted) - set(skills)):
             parser.error(f"--skills: {', '.join(unknown)} not in the logs (they have {', '.join(skills)})")
         skills = wanted
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(skills), figsize=(3.2 * len(skills), 3.2), squeeze=False)
-    colours = {name: f"C{k}" for k, name in enumerate(runs)}  # a series keeps its colour in every panel
+    fig, axes = pyplot().subplots(1, len(skills), figsize=(3.2 * len(skills), 3.2), squeeze=False)
+    colours = legend_below(fig, runs, ncol=len(runs))
     for ax, skill in zip(axes[0], skills):
         for name, curves in runs.items():
             points = sorted(curves.get(skill, []))
@@ -82,8 +81,6 @@ def main() -> None:
         ax.set_xlabel("step")
         ax.set_ylim(0, 100)
     axes[0][0].set_ylabel("held-out accuracy (%)")
-    handles = [plt.Line2D([], [], color=colour, marker="o", label=name) for name, colour in colours.items()]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     if args.title:
         fig.suptitle(args.title, fontsize=10)
     save_figure(fig, args.out, rect=(0, 0.08, 1, 1))  # room for the legend below the panels

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from reasonrft.io import atomic_write_text
+
 
 def lr_at(step: int, config: Any) -> float:
     """Linear warm-up over ``warmup_steps``, then a cosine decay to 0 at ``steps``."""
@@ -40,7 +42,7 @@ def write_record(path: Path, record: dict, log: Callable = print) -> None:
 def truncate_log(path: Path, step: int) -> None:
     """Drop the records of the JSON-lines log at ``path`` past ``step`` (and a torn last line):
     a phase resumed from its checkpoint at ``step`` logs the steps after it again, and the log
-    must read as one uninterrupted run. Rewritten through a temporary file and a rename."""
+    must read as one uninterrupted run. Rewritten atomically."""
     if not path.is_file():
         return
     kept = []
@@ -51,9 +53,7 @@ def truncate_log(path: Path, step: int) -> None:
             continue
         if record.get("step", 0) <= step:
             kept.append(line)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def load_checkpoint(path: Path) -> dict | None:

@@ -74,6 +74,15 @@ def pyplot():
     return plt
 
 
+def legend_below(fig, names, ncol: int) -> dict[str, str]:
+    """One colour per series name, kept in every panel, and one legend for them all below the
+    panels (leave room with ``save_figure``'s ``rect``); returns name -> colour for the plots."""
+    colours = {name: f"C{k % 10}" for k, name in enumerate(names)}
+    handles = [pyplot().Line2D([], [], color=colour, marker="o", label=name) for name, colour in colours.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    return colours
+
+
 def save_figure(fig, out: str | os.PathLike, rect: tuple | None = None) -> Path:
     """Lay out (within ``rect``, e.g. to leave room for a legend below), write atomically (a
     temporary file, then a rename: no half-written figure) and close the figure."""
