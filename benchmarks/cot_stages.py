@@ -23,6 +23,7 @@ A demo's accuracy is the product of these stages; this says which one limits it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -43,6 +44,7 @@ def _chain(text: str) -> tuple[str | None, list[tuple[str, str | None]]]:
     return (start.group(1) if start else None), steps
 
 
+@functools.lru_cache(maxsize=None)  # read once per run, not once per split
 def _gold(predictions: Path) -> dict[str, dict]:
     run = predictions.parents[2]
     gold = {}
