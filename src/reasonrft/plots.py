@@ -32,10 +32,8 @@ def training_curves_png(state_file: str | os.PathLike, title: str = "") -> bytes
     fig = _curves_figure(state_file, title)
     if fig is None:
         return None
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    pyplot().close(fig)
+    _render(fig, buf)
     return buf.getvalue()
 
 
@@ -86,14 +84,19 @@ def legend_below(fig, names, ncol: int) -> dict[str, str]:
 def save_figure(fig, out: str | os.PathLike, rect: tuple | None = None) -> Path:
     """Lay out (within ``rect``, e.g. to leave room for a legend below), write atomically (a
     temporary file, then a rename: no half-written figure) and close the figure."""
-    fig.tight_layout(rect=rect)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    pyplot().close(fig)
+    _render(fig, tmp, rect)
     os.replace(tmp, out)
     return out
+
+
+def _render(fig, target, rect: tuple | None = None) -> None:
+    """Lay out, write as PNG (to a path or a binary buffer) and close: every figure's last step."""
+    fig.tight_layout(rect=rect)
+    fig.savefig(target, format="png", dpi=110)
+    pyplot().close(fig)
 
 
 def accuracy_bars(rows: list[list], header: list[str], out: str | os.PathLike, title: str = "") -> Path:
