@@ -180,3 +180,29 @@ def test_a_stage_default_changed_since_training_is_refused_too(tmp_path):
     (tmp_path / "ans-sft" / "reasonrft_stage.json").write_text(json.dumps(recorded))
     with pytest.raises(UserError, match=f"warmup_steps: {config.warmup_steps + 5} there, {config.warmup_steps} now"):
         experiment._trained_with(config)
+
+
+def test_an_interrupted_stage_resumes_from_its_checkpoint_under_the_same_settings_only(nano_model, tmp_path, capsys):
+    """A compare stopped mid-stage (a session's end) continues from the stage's newest
+    checkpoint, not from step 0; checkpoints left by a run with other settings are refused."""
+    out = tmp_path / "compare"
+    argv = ["compare", "--task", "counting", "--out", str(out), f"model={nano_model}", "n_train=6", "stage1=3", *TINY, "grpo_steps=2", "checkpoint_steps=1", "paradigms=[reason-rft-zero]"]
+    assert cli.main(argv) == 0
+    stage = out / "reason-rft-zero"
+    assert json.loads((stage / "trainer_state.json").read_text())["global_step"] == 2
+
+    def interrupt_after_step_1():  # what a kill during step 2 leaves: checkpoint-1, no final model
+        for name in ("config.json", "model.safetensors", "reasonrft_stage.json"):
+            (stage / name).unlink()
+        shutil.rmtree(stage / "checkpoint-2")
+
+    interrupt_after_step_1()
+    kept = {p.name: p.stat().st_mtime_ns for p in (stage / "checkpoint-1").iterdir()}
+    assert cli.main(argv) == 0
+    assert json.loads((stage / "trainer_state.json").read_text())["global_step"] == 2 and (stage / "config.json").is_file()
+    assert {p.name: p.stat().st_mtime_ns for p in (stage / "checkpoint-1").iterdir()} == kept  # resumed from it, not retrained over it
+
+    interrupt_after_step_1()
+    capsys.readouterr()
+    assert cli.main([*argv, "grpo_learning_rate=0.001"]) == 2
+    assert "reason-rft-zero: holds checkpoints of an interrupted run with other settings (learning_rate: 2e-05 there, 0.001 now)" in capsys.readouterr().err

@@ -31,28 +31,27 @@ PIXELS = 112 * 112  # 16 image tokens an image, not 64: what is compared does no
 
 
 class Interrupt(Exception):
-    """Raised by a callback after checkpoint-2 is on disk: a run killed between steps."""
+    """Raised by a callback as step 4 begins: a run killed between steps, with checkpoint-2 on
+    disk and step 3 done and logged after it."""
 
 
 class Recorder(TrainerCallback):
     """What a run did: the steps it executed, and optimizer / scheduler state before its first."""
 
-    def __init__(self, interrupt_after_save: int = 0):
+    def __init__(self, interrupt_before: int = 0):
         self.steps: list[int] = []
         self.first: dict | None = None
-        self.interrupt_after_save = interrupt_after_save
+        self.interrupt_before = interrupt_before
 
     def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
+        if state.global_step + 1 == self.interrupt_before:
+            raise Interrupt
         if self.first is None:
             adam = [s for s in optimizer.state.values() if "step" in s]
             self.first = {"global_step": state.global_step, "scheduler_epoch": lr_scheduler.last_epoch, "adam_steps": {int(s["step"]) for s in adam}}
 
     def on_step_end(self, args, state, control, **kwargs):
         self.steps.append(state.global_step)
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.interrupt_after_save:
-            raise Interrupt
 
 
 def _with(monkeypatch, callback: Recorder) -> Recorder:
@@ -68,22 +67,28 @@ def _logs(out: Path) -> dict[int, dict]:
     return {h["step"]: h for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h}
 
 
+def _console_steps(out: Path) -> list[int]:
+    """The steps of the training entries of ``OUT/log.jsonl`` (``console.ConsoleCallback``), in order."""
+    return [entry["step"] for line in (out / "log.jsonl").read_text().splitlines() if "loss" in (entry := json.loads(line))]
+
+
 def _mtimes(directory: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
 
 
 def _interrupted_then_resumed(stage, cls, values: dict, tmp_path: Path, monkeypatch) -> tuple[Path, Path, Recorder]:
     """Run ``values`` (4 steps, a checkpoint every 2) uninterrupted into ``tmp/full``; run it
-    again into ``tmp/cut``, interrupted after checkpoint-2, and resume that. Returns both output directories and the resumed run's
-    recorder."""
+    again into ``tmp/cut``, interrupted after step 3 (checkpoint-2 the newest), and resume that.
+    Returns both output directories and the resumed run's recorder."""
     full = tmp_path / "full"
     _with(monkeypatch, Recorder())
     stage.run(build(cls, dict(values, output_dir=str(full))))
     cut = tmp_path / "cut"
-    _with(monkeypatch, Recorder(interrupt_after_save=2))
+    _with(monkeypatch, Recorder(interrupt_before=4))
     with pytest.raises(Interrupt):
         stage.run(build(cls, dict(values, output_dir=str(cut))))
-    assert not (cut / "config.json").exists() and (cut / "checkpoint-2").is_dir()
+    assert not (cut / "config.json").exists() and (cut / "checkpoint-2").is_dir() and not (cut / "checkpoint-4").exists()
+    assert _console_steps(cut) == [1, 2, 3]  # step 3 ran and was logged before the kill
     before = _mtimes(cut / "checkpoint-2")
     resumed = _with(monkeypatch, Recorder())
     stage.run(build(cls, dict(values, output_dir=str(cut), resume=True)))
@@ -96,6 +101,7 @@ def _assert_same_run(full: Path, cut: Path, resumed: Recorder, keys: list[str]) 
     assert resumed.first == {"global_step": 2, "scheduler_epoch": 2, "adam_steps": {2}}  # optimizer and scheduler restored
     logs_a, logs_b = _logs(full), _logs(cut)
     assert sorted(logs_b) == [1, 2, 3, 4]  # steps 1-2 come from the checkpoint's history
+    assert _console_steps(cut) == [1, 2, 3, 4]  # OUT/log.jsonl reads as one run: step 3 once, not twice
     for step in (3, 4):
         for key in keys:
             assert logs_b[step][key] == pytest.approx(logs_a[step][key], rel=1e-4, abs=1e-7), (step, key)

@@ -31,6 +31,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from reasonrft.io import truncate_jsonl
+
 VERBOSE_ENV = "REASONRFT_VERBOSE"
 LOG_FILE = "log.jsonl"
 MAX_COLUMNS = 120  # bars never wrap on a terminal this wide or wider
@@ -144,8 +146,8 @@ class ConsoleCallback(TrainerCallback):
     """Header, one bar and a summary for a trainer; every log entry to ``OUT/log.jsonl``.
 
     Writes only on the world's main process (``accelerate launch`` runs one per device).
-    A fresh run truncates ``log.jsonl``; a resumed one (``global_step > 0`` at the start)
-    appends to it."""
+    A fresh run empties ``log.jsonl``; a resumed one (``global_step > 0`` at the start) drops
+    the entries past its checkpoint, then appends to it."""
 
     def __init__(self, stage: str, show: bool = True, **header_fields: Any) -> None:
         self.stage = stage
@@ -164,6 +166,8 @@ class ConsoleCallback(TrainerCallback):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if state.global_step == 0:
             self.log_path.write_text("")
+        else:  # resumed: the steps after the checkpoint are logged again
+            truncate_jsonl(self.log_path, state.global_step)
         self.started = header(self.stage, **self.header_fields)  # the bar shows the steps
         if self.show:
             self.bar = bar(state.max_steps, f"[{self.stage}]", initial=state.global_step)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from reasonrft import phase_loop
+from reasonrft.io import truncate_jsonl
 from reasonrft.tasks import counting, geometry_draw, perception
 from reasonrft.tasks.base import item_rng
 
@@ -243,7 +244,7 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
         log(f"dense: resuming from step {start}", flush=True)
-    phase_loop.truncate_log(out / LOG, start)  # a fresh start (0) or a resume: no records past it
+    truncate_jsonl(out / LOG, start)  # a fresh start (0) or a resume: no records past it
     visual.train()
     started = time.time()
     for step in range(start, config.steps):

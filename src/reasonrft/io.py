@@ -80,3 +80,21 @@ def portable_path(path: str | os.PathLike) -> str:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return path.name
+
+
+def truncate_jsonl(path: str | os.PathLike, step: int) -> None:
+    """Drop the records of the JSON-lines log at ``path`` past ``step`` (and a torn last line):
+    a run resumed from its checkpoint at ``step`` logs the steps after it again, and the log
+    must read as one uninterrupted run. Rewritten atomically; no file, nothing to do."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))

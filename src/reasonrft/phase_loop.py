@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from reasonrft.io import atomic_write_text
-
 
 def lr_at(step: int, config: Any) -> float:
     """Linear warm-up over ``warmup_steps``, then a cosine decay to 0 at ``steps``."""
@@ -37,23 +35,6 @@ def write_record(path: Path, record: dict, log: Callable = print) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     log(json.dumps(record), flush=True)
-
-
-def truncate_log(path: Path, step: int) -> None:
-    """Drop the records of the JSON-lines log at ``path`` past ``step`` (and a torn last line):
-    a phase resumed from its checkpoint at ``step`` logs the steps after it again, and the log
-    must read as one uninterrupted run. Rewritten atomically."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("step", 0) <= step:
-            kept.append(line)
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def load_checkpoint(path: Path) -> dict | None:

@@ -24,8 +24,9 @@ from reasonrft.report import markdown_table
 
 RESULTS_FILE = "results.json"
 # compare settings that may differ between the runs of one spread: the seed itself, where the
-# run lives, where it copied evaluations from, and which paradigms it ran (rows in every run count)
-MAY_DIFFER = ("seed", "out", "reuse_evals_from", "paradigms")
+# run lives, where it copied evaluations from, how often it saved checkpoints, and which paradigms
+# it ran (rows in every run count)
+MAY_DIFFER = ("seed", "out", "reuse_evals_from", "checkpoint_steps", "paradigms")
 SHIFT = "OOD AVG"  # compare's name for the domain-shift average in its paired differences
 
 

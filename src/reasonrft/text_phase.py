@@ -31,6 +31,7 @@ from pathlib import Path
 from reasonrft import base_skills, phase_loop
 from reasonrft.data import Record, user_message_with_images
 from reasonrft.pretrain_data import TASK_NAME
+from reasonrft.io import truncate_jsonl
 from reasonrft.stages.common import freeze_vision
 from reasonrft.tasks import get_task, perception
 from reasonrft.tasks.base import item_rng
@@ -125,7 +126,7 @@ def train(model, processor, model_dir: str, out: str | os.PathLike, config: Text
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
         log(f"text: resuming from step {start}", flush=True)
-    phase_loop.truncate_log(out / LOG, start)  # a fresh start (0) or a resume: no records past it
+    truncate_jsonl(out / LOG, start)  # a fresh start (0) or a resume: no records past it
     model.train()
     started, record = time.time(), {}
     for step in range(start, config.steps):

@@ -27,7 +27,8 @@ saw (steps, prompts, completions, distinct records, learning rate).
 
 A re-run reuses every finished model and evaluation with the same settings; a model in OUT
 trained with other settings is refused with the keys that differ, never reported as the
-new settings' result.
+new settings' result. A stage interrupted mid-training (a session's end) continues from its
+newest complete checkpoint (one every ``checkpoint_steps`` steps), not from step 0.
 
 ``reasonrft sweep --task T --budgets 400,800,1600``: ``compare`` at each budget, then
 ``OUT/data_efficiency.png``: accuracy against training samples (log x), in-domain and
@@ -91,6 +92,7 @@ class CompareConfig:
     num_generations: int = 8
     max_new_tokens: int = 200  # room for the longest gold CoT (162 tokens; tests/test_tasks_contract.py)
     reuse_evals_from: str = ""  # an earlier compare's OUT: its evaluation of the same model on byte-identical test sets is copied, not redone
+    checkpoint_steps: int = 50  # each training stage saves a checkpoint this often; a re-run resumes an unfinished stage from the newest
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.paradigms if p not in PARADIGMS]
@@ -98,8 +100,8 @@ class CompareConfig:
             raise ValueError(f"unknown paradigm(s) {', '.join(unknown)}; choose from {', '.join(PARADIGMS)}")
         if not 0 < self.stage1 < self.n_train:
             raise ValueError(f"need 0 < stage1 < n_train (got stage1={self.stage1}, n_train={self.n_train})")
-        if self.n_eval < 1 or self.grpo_steps < 0 or self.grpo_prompts < 1:
-            raise ValueError("need n_eval >= 1, grpo_steps >= 0, grpo_prompts >= 1")
+        if self.n_eval < 1 or self.grpo_steps < 0 or self.grpo_prompts < 1 or self.checkpoint_steps < 1:
+            raise ValueError("need n_eval >= 1, grpo_steps >= 0, grpo_prompts >= 1, checkpoint_steps >= 1")
 
 
 def run_compare(config: CompareConfig) -> dict:
@@ -154,15 +156,43 @@ def _train(paradigm: str, config: CompareConfig, task: Task, base: Path, train_d
 
 
 def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int) -> Path:
-    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, save_steps=100_000)
+    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, **_checkpointing(config, out))
     stage_config = build(sft.SFTStageConfig, settings)
-    return out if _trained_with(stage_config) else sft.run(stage_config)
+    return out if _trained_with(stage_config) else sft.run(_resumable(stage_config))
 
 
 def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, offset: int, limit: int) -> Path:
-    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, save_steps=100_000, logging_steps=5)
+    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, logging_steps=5, **_checkpointing(config, out))
     stage_config = build(grpo.GRPOStageConfig, settings)
-    return out if _trained_with(stage_config, rewards=grpo.reward_weights(stage_config, task)) else grpo.run(stage_config)
+    resolved = {"rewards": grpo.reward_weights(stage_config, task)}
+    return out if _trained_with(stage_config, **resolved) else grpo.run(_resumable(stage_config, **resolved))
+
+
+def _checkpointing(config: CompareConfig, out: Path) -> dict:
+    """A stage's checkpoint settings: save every ``checkpoint_steps``; resume when an earlier,
+    interrupted run of it left a checkpoint (the stage itself picks the newest complete one)."""
+    return dict(save_steps=config.checkpoint_steps, resume=any(out.glob("checkpoint-*")))
+
+
+RESUME_SETTINGS = "compare_stage_settings.json"  # what an unfinished stage was started with
+
+
+def _resumable(stage_config, **resolved):
+    """``stage_config``, about to train: a fresh start records its settings in the output
+    directory; a resumed one must match them, or the checkpoints of an interrupted run with
+    other settings would be continued under the new ones (``_trained_with``'s rule, before the
+    model is finished)."""
+    out = Path(stage_config.output_dir)
+    settings = {**to_dict(stage_config), **resolved}
+    record = out / RESUME_SETTINGS
+    if stage_config.resume and record.is_file():
+        differ = _differences(json.loads(record.read_text()), settings)
+        if differ:
+            raise UserError(f"{out}: holds checkpoints of an interrupted run with other settings ({'; '.join(differ)}); delete it or choose another --out")
+    elif not stage_config.resume:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record, settings)
+    return stage_config
 
 
 PAIRS = (("reason-rft", "cot-sft"), ("reason-rft", "ans-sft"), ("reason-rft", "stage1"), ("reason-rft-zero", "zero-shot"))
@@ -223,17 +253,21 @@ def _trained_with(stage_config, **resolved) -> bool:
     stage_file = out / "reasonrft_stage.json"
     if not stage_file.is_file():
         return True  # trained before stages recorded their settings
-    recorded = json.loads(stage_file.read_text())
-    paths = ("model", "data")
-    differ = [
-        f"{key}: {recorded[key]!r} there, {value!r} now"
-        for key, value in {**to_dict(stage_config), **resolved}.items()
-        if key in recorded and key not in BOOKKEEPING
-        and not (_same_path(recorded[key], value) if key in paths else recorded[key] == value)
-    ]
+    differ = _differences(json.loads(stage_file.read_text()), {**to_dict(stage_config), **resolved})
     if differ:
         raise UserError(f"{out}: already trained with other settings ({'; '.join(differ)}); delete it or choose another --out")
     return True
+
+
+def _differences(recorded: dict, settings: dict) -> list[str]:
+    """The settings, other than bookkeeping, that ``recorded`` has with another value ("key: old there, new now")."""
+    paths = ("model", "data")
+    return [
+        f"{key}: {recorded[key]!r} there, {value!r} now"
+        for key, value in settings.items()
+        if key in recorded and key not in BOOKKEEPING
+        and not (_same_path(recorded[key], value) if key in paths else recorded[key] == value)
+    ]
 
 
 def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out: Path) -> dict:
