@@ -1,0 +1,176 @@
+"""Do a base's vision features hold the count of a scene, or does its language model fail to read it?
+
+Run by hand: ``.venv/bin/python benchmarks/probe_count_features.py [--model DIR] [--n-train 3000]
+[--n-test 500] [--epochs 40]``.
+
+The skills benchmark's ``count/test-id`` asks "How many objects are there?" of a counting-style
+scene (3-13 objects); the shipped bases answer it about 54% of the time, and every CoT chain
+built on them starts from the right count about as often (``benchmarks/cot_stages.py``). This
+probe freezes the base's vision tower and merger (what the language model sees: 64 vectors a
+224 px image) and trains three small count readers on those vectors, on held-out-disjoint
+scenes of the perception family's ``count`` kind (train split for training, test split for
+measuring, the benchmark's own scene sizes and looks):
+
+- ``mean_mlp``: an MLP on the mean of the 64 vectors (the dense phase's count head);
+- ``cell_sum``: a per-vector score summed over the image, rounded (counting by density: each
+  vector says how many objects it holds);
+- ``attention``: one transformer layer over the 64 vectors with a learned query token (what a
+  language model reading the image can do at least).
+
+If a reader reaches far above the base's 54%, the features hold the count and the language
+model's reading is what limits it; if all stay near it, the features (the vision tower) do.
+Exact-match accuracy on the held-out scenes, plain (``test-id`` look) and textured (the
+``test-ood-d`` look, never trained), with 95% Wilson intervals, by number of objects. Nothing
+is saved: a probe. One JSON line per reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+
+from reasonrft import modeling, stats
+from reasonrft.io import portable_path
+from reasonrft.tasks import perception
+
+MAX_COUNT = 13
+OBJECT_BINS = ((3, 5), (6, 9), (10, 13))
+
+
+def scenes(split: str, n: int, seed: int, style: str = "plain") -> list[tuple]:
+    """``n`` count items of ``split``: (image, number of objects)."""
+    config = perception.PerceptionConfig()
+    rng = random.Random(f"probe-count-{split}-{style}-{seed}")
+    items = []
+    for _ in range(n):
+        (image,), _, answer, _ = perception.count(config, split, rng, style=style)
+        items.append((image, int(answer)))
+    return items
+
+
+def features(model_dir: str, items: list[tuple], batch: int = 32):
+    """The merged vision outputs of each image: a (n, cells, width) float tensor, computed once."""
+    import torch
+
+    model = modeling.load_model(model_dir).eval()
+    processor = modeling.load_processor(model_dir)
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(items), batch):
+            images = [image for image, _ in items[start : start + batch]]
+            inputs = processor.image_processor(images=images, return_tensors="pt")
+            out = model.model.visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]).pooler_output
+            chunks.append(out.view(len(images), -1, out.shape[-1]).float())
+    return torch.cat(chunks)
+
+
+def make_reader(kind: str, width: int):
+    import torch
+    import torch.nn as nn
+
+    class MeanMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Linear(width, MAX_COUNT + 1))
+
+        def forward(self, x):
+            return self.net(x.mean(1))
+
+    class CellSum(nn.Module):
+        """A non-negative count per vector, summed: a regression, scored by rounding."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1), nn.Softplus())
+
+        def forward(self, x):
+            return self.net(x).squeeze(-1).sum(1)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query = nn.Parameter(torch.randn(1, 1, width) * 0.02)
+            self.position = nn.Parameter(torch.randn(1, 64, width) * 0.02)
+            self.layer = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=2 * width, dropout=0.0, batch_first=True, norm_first=True)
+            self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, MAX_COUNT + 1))
+
+        def forward(self, x):
+            x = x + self.position[:, : x.shape[1]]
+            x = self.layer(torch.cat([self.query.expand(len(x), -1, -1), x], 1))
+            return self.out(x[:, 0])
+
+    return {"mean_mlp": MeanMLP, "cell_sum": CellSum, "attention": Attention}[kind]()
+
+
+def train_reader(kind: str, x_train, y_train, epochs: int, seed: int):
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    reader = make_reader(kind, x_train.shape[-1])
+    steps = epochs * ((len(x_train) + 63) // 64)
+    optimizer = torch.optim.AdamW(reader.parameters(), lr=1e-3, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=steps, pct_start=0.1)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for index in torch.randperm(len(x_train), generator=generator).split(64):
+            out = reader(x_train[index])
+            target = y_train[index]
+            loss = F.smooth_l1_loss(out, target.float()) if kind == "cell_sum" else F.cross_entropy(out, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return reader.eval()
+
+
+def predict(kind: str, reader, x):
+    import torch
+
+    with torch.no_grad():
+        out = reader(x)
+    return out.round().clamp(0, MAX_COUNT).long() if kind == "cell_sum" else out.argmax(-1)
+
+
+def scored(predictions, counts) -> dict:
+    right = [float(p == c) for p, c in zip(predictions, counts)]
+    by_objects = {f"{lo}-{hi}": round(100 * sum(r for r, c in zip(right, counts) if lo <= c <= hi) / max(1, sum(lo <= c <= hi for c in counts)), 1) for lo, hi in OBJECT_BINS}
+    return {**stats.accuracy_interval(right), "by_objects": by_objects}
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="a base model directory (default: the shipped base)")
+    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-test", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--readers", default="mean_mlp,cell_sum,attention")
+    args = parser.parse_args()
+    if not args.model:
+        parser.error("--model is required when the package ships no base")
+
+    started = time.time()
+    train = scenes("train", args.n_train, args.seed)
+    tests = {"plain": scenes("test", args.n_test, args.seed), "textured": scenes("test", args.n_test, args.seed, style="textured")}
+    x_train = features(args.model, train)
+    y_train = torch.as_tensor([c for _, c in train])
+    x_tests = {look: features(args.model, items) for look, items in tests.items()}
+    extracted = round(time.time() - started, 1)
+    for kind in args.readers.split(","):
+        t0 = time.time()
+        reader = train_reader(kind, x_train, y_train, args.epochs, args.seed)
+        result = {"model": portable_path(args.model), "reader": kind, "n_train": args.n_train, "epochs": args.epochs}
+        result["train_exact"] = round(100 * float((predict(kind, reader, x_train) == y_train).float().mean()), 1)
+        for look, items in tests.items():
+            result[look] = scored(predict(kind, reader, x_tests[look]).tolist(), [c for _, c in items])
+        result.update({"features_s": extracted, "train_s": round(time.time() - t0, 1)})
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
