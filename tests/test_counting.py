@@ -154,3 +154,35 @@ def test_cot_stages_reads_the_gold_chain_as_right_at_every_stage(tmp_path):
     worse = bench.stages(path)
     assert worse["start_right_pct"] == round(500 / 6, 1) and worse["steps_copied_pct"] == round(500 / 6, 1)
     assert worse["subtract_counts_right_pct"] < 100.0 and 50.0 < worse["step_phrases_right_pct"] < 100.0
+
+
+def test_probe_count_readers_learn_a_count_that_the_features_hold():
+    """``benchmarks/probe_count_features.py`` says whether a base's vision outputs hold a scene's
+    count; its readers must find a count that is plainly there: here, vectors that say "one
+    object" or "none" at random cells (3-13 of 64), in noise."""
+    import importlib.util
+    import pathlib
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("probe_count_features", pathlib.Path(__file__).parents[1] / "benchmarks" / "probe_count_features.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    generator = torch.Generator().manual_seed(0)
+
+    def oracle(n: int):
+        counts = torch.randint(3, 14, (n,), generator=generator)
+        x = 0.1 * torch.randn(n, 64, 16, generator=generator)
+        for i, c in enumerate(counts):
+            x[i, torch.randperm(64, generator=generator)[:c], 0] += 1.0
+        return x, counts
+
+    (x_train, y_train), (x_test, y_test) = oracle(4000), oracle(200)  # 2,500 steps of 64, as the probe takes by default
+    accuracy = {}
+    for kind in ("mean_mlp", "cell_sum"):
+        reader = probe.train_reader(kind, x_train, y_train, epochs=40, seed=0)
+        result = probe.scored(probe.predict(kind, reader, x_test).tolist(), y_test.tolist())
+        assert result["n"] == 200
+        accuracy[kind] = result["accuracy"]
+    assert accuracy["cell_sum"] >= 95, accuracy  # counting cell by cell finds every marked cell
+    assert 30 <= accuracy["mean_mlp"] <= 75, accuracy  # the mean keeps the count only up to its noise (about half exact)
