@@ -52,12 +52,10 @@ def scenes(split: str, n: int, seed: int, style: str = "plain") -> list[tuple]:
     return items
 
 
-def features(model_dir: str, items: list[tuple], batch: int = 32):
+def features(model, processor, items: list[tuple], batch: int = 32):
     """The merged vision outputs of each image: a (n, cells, width) float tensor, computed once."""
     import torch
 
-    model = modeling.load_model(model_dir).eval()
-    processor = modeling.load_processor(model_dir)
     chunks = []
     with torch.no_grad():
         for start in range(0, len(items), batch):
@@ -68,7 +66,8 @@ def features(model_dir: str, items: list[tuple], batch: int = 32):
     return torch.cat(chunks)
 
 
-def Standardize(mean, std):
+def standardizer(mean, std):
+    """A layer giving each channel zero mean and unit spread by the training features' statistics."""
     import torch.nn as nn
 
     class _Standardize(nn.Module):
@@ -117,7 +116,7 @@ def train_reader(kind: str, x_train, y_train, epochs: int, seed: int, lr: float 
     # magnitudes as they are (a LayerNorm per vector would blow an empty cell's noise up to
     # the scale of an object's signal)
     mean, std = x_train.mean((0, 1)), x_train.std((0, 1)) + 1e-6
-    reader = torch.nn.Sequential(Standardize(mean, std), make_reader(kind, x_train.shape[-1]))
+    reader = torch.nn.Sequential(standardizer(mean, std), make_reader(kind, x_train.shape[-1]))
     steps = epochs * ((len(x_train) + 63) // 64)
     optimizer = torch.optim.Adam(reader.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 5 * (1 - step / steps)))  # flat, then down to 0 over the last fifth
@@ -165,9 +164,10 @@ def main() -> None:
     started = time.time()
     train = scenes("train", args.n_train, args.seed)
     tests = {"plain": scenes("test", args.n_test, args.seed), "textured": scenes("test", args.n_test, args.seed, style="textured")}
-    x_train = features(args.model, train)
+    model, processor = modeling.load_model(args.model).eval(), modeling.load_processor(args.model)
+    x_train = features(model, processor, train)
     y_train = torch.as_tensor([c for _, c in train])
-    x_tests = {look: features(args.model, items) for look, items in tests.items()}
+    x_tests = {look: features(model, processor, items) for look, items in tests.items()}
     extracted = round(time.time() - started, 1)
     for kind in args.readers.split(","):
         t0 = time.time()

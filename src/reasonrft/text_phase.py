@@ -30,8 +30,8 @@ from pathlib import Path
 
 from reasonrft import base_skills, phase_loop
 from reasonrft.data import Record, user_message_with_images
-from reasonrft.pretrain_data import TASK_NAME
 from reasonrft.io import truncate_jsonl
+from reasonrft.pretrain_data import TASK_NAME
 from reasonrft.stages.common import freeze_vision
 from reasonrft.tasks import get_task, perception
 from reasonrft.tasks.base import item_rng
