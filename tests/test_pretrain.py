@@ -215,6 +215,30 @@ def test_a_fresh_language_model_keeps_the_vision_tower_and_the_tokenizer(nano_mo
     assert not (tmp_path / "never").exists()
 
 
+def test_a_grafted_vision_tower_joins_the_language_model_exactly(nano_model, tmp_path):
+    """``graft_vision``: the language model and tokenizer of one model, the vision tower (of
+    another depth) and merger of the other, every weight carried over exactly; a tower whose
+    merger projects to another width, or a model of another tokenizer, is refused by name."""
+    import torch
+
+    corpus = modeling.training_corpus(samples_per_split=12)  # nano_model's tokenizer
+    deeper = modeling.init_model("2b-proportioned", tmp_path / "deeper", seed=3, corpus=corpus)  # 4 vision layers, nano's 2
+    out = modeling.graft_vision(nano_model, deeper, tmp_path / "grafted")
+    grafted = modeling.load_model(out, dtype=torch.float32).state_dict()
+    language, seeing = (modeling.load_model(m, dtype=torch.float32).state_dict() for m in (nano_model, deeper))
+    visual = {k for k in grafted if ".visual." in f".{k}"}
+    assert visual == {k for k in seeing if ".visual." in f".{k}"} and grafted.keys() - visual == language.keys() - {k for k in language if ".visual." in f".{k}"}
+    assert all(torch.equal(v, (seeing if k in visual else language)[k]) for k, v in grafted.items())
+    assert modeling.load_processor(out).tokenizer.get_vocab() == modeling.load_processor(nano_model).tokenizer.get_vocab()
+    wider = modeling.init_model("small", tmp_path / "wider", seed=0, corpus=corpus)
+    with pytest.raises(modeling.UserError, match="merger projects to width 512"):
+        modeling.graft_vision(nano_model, wider, tmp_path / "never")
+    other = modeling.init_model("nano", tmp_path / "other-tokenizer", seed=0, corpus=["a b c"] * 20)
+    with pytest.raises(modeling.UserError, match="its tokenizer is not"):
+        modeling.graft_vision(nano_model, other, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
 def test_a_rung_without_a_reading_phase_ends_with_its_text_phase_model(nano_model, tmp_path):
     """``max_steps=0``: a run of a fresh language model's text phase alone (a curriculum's rung)
     ends as a model directory holding that phase's model, the vision tower carried over as is."""
@@ -279,12 +303,12 @@ def test_a_run_that_continues_the_shipped_base_reproduces_through_its_chain(tmp_
     config = pretrain.PretrainConfig(out="runs/pt-next", init_model=str(base), fresh_language_model=True, text_steps=5, max_steps=0)
     (run / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config)))
     chain = pretrain._chain(run)
-    names = [name for name, _, _ in chain]
+    names = [name for name, *_ in chain]
     shipped_name = Path(load_config(pretrain.PretrainConfig, str(base / pretrain.CONFIG_FILE)).out).name
     assert names[0] == "pt-dense-long" and names[-2:] == [shipped_name, "pt-next"]
     assert chain[-2][2] == base / pretrain.CONFIG_FILE
     assert all((base / f"pretrain_config-{name}.yaml").is_file() for name in names[:-2])  # the base carries its chain
-    assert f" init_model=runs/{shipped_name} " in pretrain._overrides(config, shipped_name) + " "
+    assert f" init_model=runs/{shipped_name} " in pretrain._overrides(config, {"init_model": shipped_name}) + " "
 
 
 def test_a_base_shipped_from_a_run_that_continued_the_shipped_base_has_a_chain_of_its_own(nano_model, tmp_path):
@@ -307,7 +331,7 @@ def test_a_base_shipped_from_a_run_that_continued_the_shipped_base_has_a_chain_o
     shipped = pretrain.ship(run, tmp_path / "new-base")
     assert yaml.safe_load((shipped / pretrain.CONFIG_FILE).read_text())["init_model"] == f"runs/{shipped_name}"
     assert all(not yaml.safe_load(f.read_text()).get("init_model", "runs/").startswith(str(base)) for f in shipped.glob("pretrain_config*.yaml"))
-    names = [name for name, _, _ in pretrain._chain(shipped)]  # no cycle
+    names = [name for name, *_ in pretrain._chain(shipped)]  # no cycle
     assert names[0] == "pt-dense-long" and names[-2:] == [shipped_name, shipped.name]
 
 
@@ -325,9 +349,47 @@ def test_a_run_that_continues_a_phase_model_reproduces_through_that_run(tmp_path
         Path(config.out).mkdir()
         (Path(config.out) / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config)))
     chain = pretrain._chain(tmp_path / "pt-b")
-    assert [name for name, _, _ in chain] == ["pt-a", "pt-b"] and chain[0][2] == tmp_path / "pt-a" / pretrain.CONFIG_FILE
-    assert " init_model=runs/pt-a/text/model " in pretrain._overrides(branch, "pt-a") + " "
+    assert [name for name, *_ in chain] == ["pt-a", "pt-b"] and chain[0][2] == tmp_path / "pt-a" / pretrain.CONFIG_FILE
+    assert " init_model=runs/pt-a/text/model " in pretrain._overrides(branch, {"init_model": "pt-a"}) + " "
     assert " init_model=runs/pt-a/text/model " in pretrain._overrides(branch) + " "  # without the chain: from the path itself
+
+
+def test_a_grafted_run_reproduces_through_both_its_lines(nano_model, tmp_path):
+    """``vision_from``: the run starts from init_model's language model over the other run's
+    vision tower; shipped, its chain names the vision run (and the runs it continued) before
+    the language model's line, each command with its parents as ``runs/NAME``."""
+    import shutil
+
+    import torch
+    import yaml
+
+    from reasonrft import cli
+    from reasonrft.config import to_dict
+    from reasonrft.stages import pretrain
+
+    runs = {"pt-eyes": pretrain.PretrainConfig(out=str(tmp_path / "pt-eyes"), dense_steps=5, max_steps=0),
+            "pt-words": pretrain.PretrainConfig(out=str(tmp_path / "pt-words"), text_steps=5, max_steps=0)}
+    for name, config in runs.items():
+        shutil.copytree(nano_model, tmp_path / name)
+        (tmp_path / name / pretrain.CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config)))
+    with torch.no_grad():  # the vision run's tower: not the language run's
+        eyes = modeling.load_model(tmp_path / "pt-eyes", dtype=torch.float32)
+        eyes.model.visual.patch_embed.proj.weight.add_(1.0)
+        eyes.save_pretrained(tmp_path / "pt-eyes")
+    out = tmp_path / "pt-both"
+    args = [f"init_model={tmp_path / 'pt-words'}", f"vision_from={tmp_path / 'pt-eyes'}", "text_steps=1", "text_batch_size=2", "max_steps=0"]
+    assert cli.main(["pretrain", "--out", str(out), *args]) == 0
+    both = modeling.load_model(out / "init-grafted-s0", dtype=torch.float32)
+    assert torch.equal(both.model.visual.patch_embed.proj.weight, eyes.model.visual.patch_embed.proj.weight)
+    assert torch.equal(both.lm_head.weight, modeling.load_model(tmp_path / "pt-words", dtype=torch.float32).lm_head.weight)
+    chain = pretrain._chain(out)
+    assert [name for name, *_ in chain] == ["pt-eyes", "pt-words", "pt-both"] and chain[-1][3] == {"vision_from": "pt-eyes", "init_model": "pt-words"}
+    card = (pretrain.ship(out, tmp_path / "shipped") / "README.md").read_text()
+    assert {"init_model=runs/pt-words", "vision_from=runs/pt-eyes"} <= set(card.split())
+    assert card.index("--out runs/pt-eyes") < card.index("--out runs/pt-words") < card.index("--out runs/pt-both")
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"vision_from={tmp_path / 'pt-eyes'}"]) == 2  # no language model to keep
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={nano_model}", f"vision_from={tmp_path / 'none'}", "text_steps=1"]) == 2
+    assert not (tmp_path / "w").exists()
 
 
 def test_the_cards_commands_run_as_written_in_a_shell(tmp_path):

@@ -336,6 +336,31 @@ def fresh_language_model(source: str | os.PathLike, size_name: str, out: str | o
     return _save_new_model(out, model, processor, {"size": size_name, "seed": seed, "vision_from": Path(source).name})
 
 
+def graft_vision(source: str | os.PathLike, vision_source: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Save at ``out`` ``source``'s language model, tokenizer and processor with
+    ``vision_source``'s vision tower (merger included), of whatever depth and width: for a
+    trained language model (its arithmetic, copying and format) to learn to read a better
+    vision tower instead of starting over. The two must share the tokenizer, and the merger
+    must project to the language model's width."""
+    import torch
+    from transformers import Qwen2VLConfig
+
+    processor, language = load_processor(source), load_model(source, dtype=torch.float32)
+    seeing = load_model(vision_source, dtype=torch.float32)
+    if load_processor(vision_source).tokenizer.get_vocab() != processor.tokenizer.get_vocab():
+        raise UserError(f"{vision_source}: its tokenizer is not {source}'s; a vision tower can only be grafted between models of one tokenizer")
+    width = language.config.text_config.hidden_size
+    if seeing.config.vision_config.hidden_size != width:
+        raise UserError(f"{vision_source}: its merger projects to width {seeing.config.vision_config.hidden_size}, {source}'s language model reads {width}")
+    config = Qwen2VLConfig.from_dict({**language.config.to_dict(), "vision_config": seeing.config.vision_config.to_dict()})
+    model = _new_model(config, seed=0)  # every weight is overwritten below
+    state = {k: v for k, v in language.state_dict().items() if ".visual." not in f".{k}"}
+    state.update({k: v for k, v in seeing.state_dict().items() if ".visual." in f".{k}"})
+    model.load_state_dict(state, strict=True)
+    model.generation_config = language.generation_config
+    return _save_new_model(out, model, processor, {"language_model_from": Path(source).name, "vision_from": Path(vision_source).name})
+
+
 def shipped_base() -> Path | None:
     """The pretrained nano base shipped inside the package (``reasonrft/base``), if present."""
     path = Path(__file__).parent / "base"

@@ -1,7 +1,9 @@
 """Pretraining the nano base model from scratch, in the role of Qwen2-VL-Instruct.
 
 Run: ``reasonrft pretrain --out DIR [--config FILE.yaml] [key=value ...]``. Steps:
-1. ``model init``: a random nano model whose tokenizer knows every task and the perception data;
+1. ``model init``: a random nano model whose tokenizer knows every task and the perception data
+   (or ``init_model``; with ``fresh_language_model`` its vision tower under a new language model,
+   with ``vision_from`` its language model over another run's vision tower);
 2. with ``dense_steps > 0``, the dense phase (``reasonrft.dense_targets``): the vision tower
    (random, or ``init_model``'s) trained on per-patch targets from the scene graph through
    temporary heads, then dropped;
@@ -17,7 +19,7 @@ same command starts and restarts a run).
 
 ``OUT`` ends as a complete model directory (the SFT stage's output) plus
 ``OUT/pretrain_config.yaml``, the exact config that reproduces it. Scratch:
-``OUT/init-SIZE-sSEED`` (the random model), ``OUT/dense`` (the dense phase), ``OUT/text`` (the text phase), ``OUT/data`` (the dataset), ``OUT/checkpoint-*``
+``OUT/init-SIZE-sSEED`` (the random model), ``OUT/init-grafted-sSEED`` (``vision_from``), ``OUT/dense`` (the dense phase), ``OUT/text`` (the text phase), ``OUT/data`` (the dataset), ``OUT/checkpoint-*``
 and ``OUT/runs``. ``reasonrft model ship --from OUT`` copies the model files, the config and the
 training log (not the scratch) into the package's ``base`` folder: the shipped base, which the
 demo and the experiments start from.
@@ -102,6 +104,10 @@ class PretrainConfig:
     # with init_model: keep its vision tower (and tokenizer) but start a fresh ``size`` language
     # model, which binds a phrase to its object faster than a trained one (docs/results.md 4.1)
     fresh_language_model: bool = False
+    # with init_model: keep its language model (arithmetic, copying, the format) and tokenizer
+    # but take the vision tower and merger of this model directory, of any depth and width
+    # (``modeling.graft_vision``): a trained language model learns to read a better tower
+    vision_from: str = ""
 
     def __post_init__(self) -> None:
         if self.size not in modeling.SIZES:
@@ -119,6 +125,8 @@ class PretrainConfig:
         self.text_config()  # validates text_kinds, text_kind_weights and text_perception
         if self.fresh_language_model and not self.init_model:
             raise ValueError("fresh_language_model keeps init_model's vision tower: it needs init_model (a random init is fresh already)")
+        if self.vision_from and (not self.init_model or self.fresh_language_model):
+            raise ValueError("vision_from grafts a vision tower onto init_model's language model: it needs init_model, and a fresh language model would not keep it")
         if self.max_steps == 0 and not (self.dense_steps or self.text_steps):
             raise ValueError("max_steps=0 skips the reading phase: it needs a dense or text phase to run (dense_steps or text_steps > 0)")
         if self.max_steps < -1:
@@ -139,8 +147,9 @@ class PretrainConfig:
 
 def run(config: PretrainConfig) -> Path:
     # setup: the config that reproduces the run, a random model, the perception data
-    if config.init_model and not (Path(config.init_model) / "config.json").is_file():
-        raise UserError(f"init_model {config.init_model}: not a model directory (no config.json)")
+    for key in ("init_model", "vision_from"):
+        if getattr(config, key) and not (Path(getattr(config, key)) / "config.json").is_file():
+            raise UserError(f"{key} {getattr(config, key)}: not a model directory (no config.json)")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(to_dict(config), sort_keys=False))
@@ -152,6 +161,11 @@ def run(config: PretrainConfig) -> Path:
         if not (fresh / "config.json").is_file():
             modeling.fresh_language_model(init, config.size, fresh, seed=config.seed)
         init = fresh
+    if config.vision_from:
+        grafted = out / f"init-grafted-s{config.seed}"
+        if not (grafted / "config.json").is_file():
+            modeling.graft_vision(init, config.vision_from, grafted)
+        init = grafted
     if config.dense_steps:
         init = dense_phase(config, init, out / "dense")
     if config.text_steps:
@@ -265,13 +279,12 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     size = sum(f.stat().st_size for f in files)
     if size > MAX_SHIPPED_BYTES:
         raise UserError(f"{source}: {size / 2**20:.1f} MB of model files, over the {MAX_SHIPPED_BYTES // 2**20} MB a shipped base may take")
-    chain = _chain(source)  # (run name, its config, the file it came from), first run first
-    continued = [""] + [name for name, _, _ in chain[:-1]]  # the run each one continues
-    commands = "\n".join(f"    reasonrft pretrain --out runs/{name}{_overrides(config, before)}" for (name, config, _), before in zip(chain, continued))
+    chain = _chain(source)  # (run name, its config, the file it came from, its parents' names), each after its parents
+    commands = "\n".join(f"    reasonrft pretrain --out runs/{name}{_overrides(config, parents)}" for name, config, _, parents in chain)
     # every config as the chain names it: an init_model of the package's base folder would
     # mean this new base once shipped, and the chain would come back to itself
-    configs = {(f"pretrain_config-{name}.yaml" if k < len(chain) - 1 else CONFIG_FILE): _portable_config(file, before)
-               for k, ((name, _, file), before) in enumerate(zip(chain, continued))}
+    configs = {(f"pretrain_config-{name}.yaml" if k < len(chain) - 1 else CONFIG_FILE): _portable_config(file, parents)
+               for k, (name, _, file, parents) in enumerate(chain)}
     earlier = [name for name in configs if name != CONFIG_FILE]
     params = modeling.count_parameters(modeling.load_model(source))
     with atomic_dir(dest) as tmp:
@@ -288,31 +301,41 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
     return dest
 
 
-def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path]]:
-    """The pretraining runs that made ``source``: it, and through ``init_model`` the runs it
-    continued (an ``init_model`` path is relative to where that run was started, like ``out``),
-    as (run name, config, config file). A shipped base continued (``init_model:
-    src/reasonrft/base``) brings its own chain, from the ``pretrain_config-NAME.yaml`` files
-    it was shipped with. A run may continue another's phase model (``runs/NAME/text/model``):
-    that run's whole command makes it."""
-    chain: list[tuple[str, PretrainConfig, Path]] = []
+def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path, dict[str, str]]]:
+    """The pretraining runs that made ``source``, each before the runs that continue it: (run
+    name, config, config file, the names of the runs its ``init_model`` and ``vision_from``
+    come from). Through ``init_model`` a run continues one run; a run with ``vision_from``
+    also takes another run's vision tower, whose chain comes first. (An ``init_model`` path is
+    relative to where that run was started, like ``out``.) A shipped base continued
+    (``init_model: src/reasonrft/base``) brings its own chain, from the
+    ``pretrain_config-NAME.yaml`` files it was shipped with. A run may continue another's
+    phase model (``runs/NAME/text/model``): that run's whole command makes it."""
+    chain: list[tuple[str, PretrainConfig, Path, dict[str, str]]] = []
     shipped: dict[str, Path] = {}  # run name -> an earlier run's config, as a shipped base keeps it
-    run, file = source, source / CONFIG_FILE
-    while True:
+
+    def visit(run: Path, file: Path, name: str, path: tuple[Path, ...]) -> str:
         config = load_config(PretrainConfig, str(file))
-        name = source.name if not chain else Path(config.out).name
-        chain.insert(0, (name, config, file))
         shipped.update({f.name.removeprefix("pretrain_config-").removesuffix(".yaml"): f for f in run.glob("pretrain_config-*.yaml")})
-        if not config.init_model:
-            return chain
-        run = _run_of(config.init_model)
-        # a config shipped with a base is the record of what made it; a local run folder of
-        # the same name may be older, or name the package's base, which is now another model
-        file = shipped.get(run.name) or (run / CONFIG_FILE if (run / CONFIG_FILE).is_file() else None)
-        if file is None:
-            raise UserError(f"{source}: continues {config.init_model}, which has no {CONFIG_FILE} here to reproduce it from")
-        if any(file.resolve() == f.resolve() for _, _, f in chain):
-            raise UserError(f"{source}: its chain of init_model runs comes back to {run} (a cycle); a run cannot continue itself")
+        parents = {}
+        for key in ("vision_from", "init_model"):
+            if not getattr(config, key):
+                continue
+            parent = _run_of(getattr(config, key))
+            # a config shipped with a base is the record of what made it; a local run folder of
+            # the same name may be older, or name the package's base, which is now another model
+            parent_file = shipped.get(parent.name) or (parent / CONFIG_FILE if (parent / CONFIG_FILE).is_file() else None)
+            if parent_file is None:
+                raise UserError(f"{source}: continues {getattr(config, key)}, which has no {CONFIG_FILE} here to reproduce it from")
+            if any(parent_file.resolve() == f.resolve() for f in (*path, file)):
+                raise UserError(f"{source}: its chain of init_model runs comes back to {parent} (a cycle); a run cannot continue itself")
+            parent_name = Path(load_config(PretrainConfig, str(parent_file)).out).name
+            parents[key] = visit(parent, parent_file, parent_name, (*path, file))
+        if all(name != done for done, *_ in chain):  # a run two lines share is made once
+            chain.append((name, config, file, parents))
+        return name
+
+    visit(source, source / CONFIG_FILE, source.name, ())
+    return chain
 
 
 PHASES = ("dense", "text")  # a run's phase models, OUT/PHASE/model, can be continued too
@@ -329,27 +352,33 @@ def _run_of(init_model: str) -> Path:
     return Path(init_model).parents[1] if _phase_of(init_model) else Path(init_model)
 
 
-def _portable_init(init_model: str, continues: str = "") -> str:
-    """``init_model`` as ``runs/NAME`` (the run it continues; by default its folder's name),
-    keeping a phase model's ``text/model`` or ``dense/model``."""
-    return Path("runs", continues or _run_of(init_model).name, *_phase_of(init_model)).as_posix()
+def _portable_init(model: str, continues: str = "") -> str:
+    """A model path (``init_model``, ``vision_from``) as ``runs/NAME`` (the run it comes from;
+    by default its folder's name), keeping a phase model's ``text/model`` or ``dense/model``."""
+    return Path("runs", continues or _run_of(model).name, *_phase_of(model)).as_posix()
 
 
-def _portable_config(file: Path, continues: str) -> str:
-    """The YAML of the config at ``file`` with its ``init_model`` as ``runs/CONTINUES``."""
+MODEL_KEYS = ("init_model", "vision_from")  # the config keys that name another run's model
+
+
+def _portable_config(file: Path, parents: dict[str, str]) -> str:
+    """The YAML of the config at ``file`` with its model paths as ``runs/PARENT``."""
     raw = yaml.safe_load(file.read_text())
-    if raw.get("init_model"):
-        raw["init_model"] = _portable_init(raw["init_model"], continues)
+    for key in MODEL_KEYS:
+        if raw.get(key):
+            raw[key] = _portable_init(raw[key], parents.get(key, ""))
     return yaml.safe_dump(raw, sort_keys=False)
 
 
-def _overrides(config: PretrainConfig, continues: str = "") -> str:
-    """The ``key=value`` arguments that make ``config`` from the defaults (``init_model`` as
-    ``runs/NAME``, the run it continues, or ``runs/NAME/text/model``, that run's phase model)."""
+def _overrides(config: PretrainConfig, parents: dict[str, str] | None = None) -> str:
+    """The ``key=value`` arguments that make ``config`` from the defaults (``init_model`` and
+    ``vision_from`` as ``runs/NAME``, the run each comes from as ``parents`` names it, or
+    ``runs/NAME/text/model``, that run's phase model)."""
     defaults = to_dict(PretrainConfig(out=config.out))
     changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
-    if changed.get("init_model"):
-        changed["init_model"] = _portable_init(changed["init_model"], continues)
+    for key in MODEL_KEYS:
+        if changed.get(key):
+            changed[key] = _portable_init(changed[key], (parents or {}).get(key, ""))
     # lists and mappings as JSON (which the override parser reads as YAML), each argument
     # shell-quoted where it must be: a mapping's braces and commas would brace-expand
     rendered = {k: json.dumps(v, separators=(",", ":")) if isinstance(v, (list, dict)) else v for k, v in changed.items()}
