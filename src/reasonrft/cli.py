@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Callable
 
+from reasonrft import modeling  # light: its heavy imports are inside its functions
 from reasonrft.errors import UserError
 
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser("model", help="build models").add_subparsers(dest="action", required=True)
     init = model.add_parser("init", help="build a nano-family Qwen2-VL with its own tokenizer")
-    init.add_argument("--size", default="nano", choices=["nano", "small"])
+    init.add_argument("--size", default="nano", choices=list(modeling.SIZES))
     init.add_argument("--out", required=True)
     init.add_argument("--seed", type=_positive_int, default=0)
     ship = model.add_parser("ship", help="copy a `reasonrft pretrain` output into the package as the shipped base")

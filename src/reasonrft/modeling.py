@@ -64,6 +64,10 @@ class ModelSize:
 SIZES: dict[str, ModelSize] = {
     # about 4 M parameters: the CPU default
     "nano": ModelSize(256, 4, 4, 2, 768, 2, 128, 4, 2048, 224 * 224),
+    # nano's language model over a vision tower of 4 layers of width 192 (nano's: 2 of 128),
+    # about 6.7 M parameters: the dense phase's attributes reach 88-91% of cells where nano's
+    # stop at 81-82% (docs/results.md 4.1, run N)
+    "nano-deep-vision": ModelSize(256, 4, 4, 2, 768, 4, 192, 4, 2048, 224 * 224),
     # about 35 M parameters: for a GPU
     "small": ModelSize(512, 8, 8, 4, 1536, 4, 256, 4, 4096, 224 * 224),
     # nano's language model with a vision tower that costs what Qwen2-VL-2B's does relative to
