@@ -12,7 +12,6 @@ import math
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -516,51 +515,6 @@ def test_dense_phase_trains_the_vision_tower_and_resumes_exactly(nano_model, tmp
     dense_targets.train(resumed, processor, tmp_path / "b", config, log=lambda *a, **k: None)
     for key, value in straight.model.visual.state_dict().items():
         assert torch.allclose(value, resumed.model.visual.state_dict()[key], atol=1e-6), key
-
-
-def test_count_every_cell_asks_each_cell_for_the_images_count(nano_model, tmp_path):
-    """``count_every_cell``: every cell of a scene has the scene's object count as its target
-    (a diagram's cells none), the new head trains, the other heads start as without it, and
-    the held-out measure reports the cells' vote."""
-    import torch
-
-    items = [dense_targets.scene_item("train", 0, 0, i, 13, diagram_fraction=0.5) for i in range(6)]
-    assert {n == dense_targets.IGNORE for _, _, n in items} == {True, False}
-    _, _, targets = dense_targets.batch_tensors(modeling.load_processor(nano_model), items)
-    for row, (_, _, n) in zip(targets["count_cells"], items):
-        assert row.tolist() == [n] * 64
-    torch.manual_seed(0)
-    plain = dense_targets.make_head(256).state_dict()
-    torch.manual_seed(0)
-    counting_head = dense_targets.make_head(256, count_every_cell=True).state_dict()
-    assert counting_head.keys() - plain.keys() == {"cells.count_cells.weight", "cells.count_cells.bias"}
-    assert all(torch.equal(plain[k], counting_head[k]) for k in plain)
-    config = dense_targets.DenseConfig(steps=2, batch_size=2, save_steps=2, eval_every=2, eval_images=4, curriculum_steps=0, warmup_steps=1, count_every_cell=True)
-    heldout = dense_targets.train(modeling.load_model(nano_model), modeling.load_processor(nano_model), tmp_path, config, log=lambda *a, **k: None)
-    assert 0 <= heldout["count_cells"] <= 100
-    trained = torch.load(tmp_path / dense_targets.CHECKPOINT, weights_only=True)["head"]
-    assert not torch.equal(trained["cells.count_cells.weight"], counting_head["cells.count_cells.weight"])
-
-
-def test_count_density_spreads_each_object_over_its_cells_and_sums_to_the_count(nano_model, tmp_path):
-    """``count_density``: each cell's share of the objects sums over the image to the number of
-    objects, a lone object's mass lies inside its box, and the head trains and is measured."""
-    import torch
-
-    for i in range(8):
-        _, targets, n = dense_targets.scene_item("train", 0, 0, i, 13)
-        assert targets["density"].sum() == pytest.approx(n, abs=1e-4) and (targets["density"] >= 0).all()
-    lone = [counting.Obj("cube", "red", "large", "metal", x=0.0, z=0.5)]
-    left, top, right, bottom = counting.screen_box(lone[0], 224)
-    mass = dense_targets.density(lone, 224, 8).reshape(8, 8)
-    rows, cols = np.nonzero(mass)
-    assert rows.min() >= int(top // 28) and rows.max() <= int(bottom // 28) and cols.min() >= int(left // 28) and cols.max() <= int(right // 28)
-    config = dense_targets.DenseConfig(steps=2, batch_size=2, save_steps=2, eval_every=2, eval_images=4, curriculum_steps=0, warmup_steps=1, count_density=True)
-    heldout = dense_targets.train(modeling.load_model(nano_model), modeling.load_processor(nano_model), tmp_path, config, log=lambda *a, **k: None)
-    assert 0 <= heldout["count_density"] <= 100
-    torch.manual_seed(0)
-    initial = dense_targets.make_head(256, count_density=True).state_dict()["cells.density.weight"]
-    assert not torch.equal(torch.load(tmp_path / dense_targets.CHECKPOINT, weights_only=True)["head"]["cells.density.weight"], initial)
 
 
 def test_pretrain_with_the_dense_phase_ships_a_plain_model_and_a_restart_resumes(nano_model, tmp_path):

@@ -5,9 +5,7 @@ scene says which object covers each merged patch (a 28 x 28 px cell of a 224 px 
 tower's 8 x 8 merged outputs), so a temporary head on those outputs can learn, for every
 cell, whether an object covers it and that object's colour, shape, size and material, and
 how many object centres it holds; a second head reads the number of objects off the mean of
-the cells. Two further count targets can be switched on (``count_every_cell``: each cell
-predicts the image's count; ``count_density``: each cell regresses its share of the objects,
-which sums to the count). On structure diagrams (a fraction ``diagram_fraction`` of the images) the cell
+the cells. On structure diagrams (a fraction ``diagram_fraction`` of the images) the cell
 targets are the characters of the label or number drawn there. Both heads are dropped afterwards: only the vision tower (and its merger) keeps
 what it learned, and the saved model is a plain ``Qwen2VLForConditionalGeneration``. The
 language model then learns to read those features (answer-only SFT, ``stages/pretrain``).
@@ -60,12 +58,6 @@ class DenseConfig:
     eval_every: int = 100
     eval_images: int = 64
     seed: int = 0
-    # every cell also predicts the whole image's object count (a linear head per cell): the
-    # tower must gather the count into each merged output, where the language model reads it
-    count_every_cell: bool = False
-    # each cell's share of the objects (an object's unit mass spread over its box), regressed;
-    # their sum is the count, which errs by fractions where a centre's cell is a coin toss
-    count_density: bool = False
 
 
 # --------------------------------------------------------------------------- targets
@@ -92,29 +84,11 @@ def cell_targets(scene: list[counting.Obj], image_size: int, grid: int, min_cove
             targets["present"][k] = 1
             for name, values in CELL_HEADS.items():
                 targets[name][k] = values.index(obj.get(name))
-    targets["density"] = density(scene, image_size, grid)
     for obj in scene:
         left, top, right, bottom = counting.screen_box(obj, image_size)
         col, row = min(grid - 1, int((left + right) / 2 // cell)), min(grid - 1, int((top + bottom) / 2 // cell))
         targets["centres"][row * grid + col] = min(MAX_CENTRES, targets["centres"][row * grid + col] + 1)
     return targets
-
-
-def density(scene: list[counting.Obj], image_size: int, grid: int) -> np.ndarray:
-    """Each cell's share of the scene's objects: every object's unit mass spread evenly over its
-    box (shrunk 10% a side, as in ``cell_targets``); the cells sum to the number of objects."""
-    cell = image_size / grid
-    edges = np.arange(grid + 1) * cell
-    mass = np.zeros((grid, grid))
-    for obj in scene:
-        left, top, right, bottom = counting.screen_box(obj, image_size)
-        dx, dy = 0.1 * (right - left), 0.1 * (bottom - top)
-        left, right = np.clip([left + dx, right - dx], 0, image_size)
-        top, bottom = np.clip([top + dy, bottom - dy], 0, image_size)
-        across = np.clip(np.minimum(edges[1:], right) - np.maximum(edges[:-1], left), 0, None)
-        down = np.clip(np.minimum(edges[1:], bottom) - np.maximum(edges[:-1], top), 0, None)
-        mass += np.outer(down, across) / max(1e-9, (right - left) * (bottom - top))
-    return mass.reshape(-1).astype(np.float32)
 
 
 def text_targets(texts: list[tuple[tuple[float, float], str]], image_size: int, grid: int) -> dict[str, np.ndarray]:
@@ -164,7 +138,6 @@ def scene_item(split: str, seed: int, step: int, i: int, max_objects: int, image
         with recorded_texts() as texts:
             (image,), *_ = perception.diagram(config, split, rng)
         targets = {name: np.full(grid * grid, IGNORE, dtype=np.int64) for name in ("present", "centres", *CELL_HEADS)}
-        targets["density"] = np.zeros(grid * grid, dtype=np.float32)  # unused: its count is IGNORE
         return image, {**targets, **text_targets(texts, image_size, grid)}, IGNORE
     while True:
         scene = counting.sample_scene(rng, rng.randint(1, max_objects), counting.SHAPES, image_size)
@@ -185,32 +158,23 @@ def curriculum(step: int, config: DenseConfig) -> int:
 # --------------------------------------------------------------------------- the temporary head
 
 
-def make_head(width: int, count_every_cell: bool = False, count_density: bool = False):
-    """Linear per-cell heads (present, attributes, centres; with ``count_every_cell`` the
-    image's object count too; with ``count_density`` the cell's share of the objects) and an
-    MLP count head on the mean cell."""
+def make_head(width: int):
+    """Linear per-cell heads (present, attributes, centres) and an MLP count head on the mean cell."""
     import torch.nn as nn
 
     cells = nn.ModuleDict({"present": nn.Linear(width, 2), "centres": nn.Linear(width, MAX_CENTRES + 1)})
     cells.update({name: nn.Linear(width, len(values)) for name, values in CELL_HEADS.items()})
     cells.update({f"char{j}": nn.Linear(width, len(CHARACTERS)) for j in range(TEXT_SLOTS)})
     count = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, MAX_COUNT + 1))
-    if count_every_cell:  # made last: the other heads draw the same initial weights either way
-        cells["count_cells"] = nn.Linear(width, MAX_COUNT + 1)
-    if count_density:
-        cells["density"] = nn.Linear(width, 1)
     return nn.ModuleDict({"cells": cells, "count": count})
 
 
 def batch_tensors(processor, items):
-    """Pixel values, grid sizes and target tensors of ``items``; ``count_cells`` is each image's
-    count repeated over its cells (IGNORE on diagrams, whose count is)."""
     import torch
 
     inputs = processor.image_processor(images=[image for image, _, _ in items], return_tensors="pt")
     targets = {name: torch.as_tensor(np.stack([t[name] for _, t, _ in items])) for name in items[0][1]}
     targets["count"] = torch.as_tensor([n for _, _, n in items])
-    targets["count_cells"] = targets["count"][:, None].expand_as(targets["present"])
     return inputs["pixel_values"], inputs["image_grid_thw"], targets
 
 
@@ -223,19 +187,11 @@ def forward(visual, head, pixel_values, grid_thw, batch: int):
 
 
 def loss_of(logits, targets):
-    """Cross-entropy of every class head over its targets that are not IGNORE; the density (a
-    regression) on scenes only: per cell, and its sum against the count."""
     import torch.nn.functional as F
 
     total = 0.0
     for name, value in logits.items():
         target = targets[name]
-        if name == "density":
-            scenes = targets["count"] != IGNORE
-            if scenes.any():
-                predicted, target = F.softplus(value[scenes].squeeze(-1)), target[scenes]
-                total = total + F.mse_loss(predicted, target) + F.smooth_l1_loss(predicted.sum(-1), target.sum(-1))
-            continue
         if not (target != IGNORE).any():
             continue  # no image of this batch has that target (cross_entropy would be NaN)
         total = total + F.cross_entropy(value.reshape(-1, value.shape[-1]), target.reshape(-1), ignore_index=IGNORE)
@@ -246,21 +202,12 @@ def evaluate(visual, head, processor, config: DenseConfig) -> dict[str, float]:
     """Held-out accuracy (``test`` scenes of 1-13 objects): per attribute over object cells,
     ``present`` over all cells, ``count`` exact."""
     import torch
-    import torch.nn.functional as F
 
     items = [scene_item("test", config.seed, 0, i, MAX_COUNT, diagram_fraction=config.diagram_fraction) for i in range(config.eval_images)]
     pixel_values, grid_thw, targets = batch_tensors(processor, items)
     with torch.no_grad():
         logits = forward(visual, head, pixel_values, grid_thw, len(items))
     result = {}
-    if "density" in logits:  # the count as the cells' shares summed, rounded
-        scenes = targets["count"] != IGNORE
-        total = F.softplus(logits.pop("density").squeeze(-1)).sum(-1).round().long()
-        if scenes.any():
-            result["count_density"] = round(100 * float((total[scenes] == targets["count"][scenes]).float().mean()), 1)
-    if "count_cells" in logits:  # the cells' votes: their mean logits
-        logits["count_cells"] = logits["count_cells"].mean(1)
-        targets["count_cells"] = targets["count"]
     for name, value in logits.items():
         target = targets[name]
         keep = target != IGNORE  # attributes: object cells; characters: text cells
@@ -286,7 +233,7 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)  # the heads' initial weights: a resumed run must match an uninterrupted one
     visual = model.model.visual
-    head = make_head(model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size, config.count_every_cell, config.count_density)
+    head = make_head(model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size)
     params = list(visual.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     start = 0
