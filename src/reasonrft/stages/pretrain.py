@@ -44,6 +44,7 @@ from reasonrft.stages import sft
 from reasonrft.tasks import perception
 
 CONFIG_FILE = "pretrain_config.yaml"
+MODEL_KEYS = ("vision_from", "init_model")  # the config keys that name another run's model (a chain lists the vision line first)
 MAX_SHIPPED_BYTES = 30 * 2**20
 NOT_SHIPPED = {"training_args.bin", "README.md"}  # besides every folder; README.md: TRL's generic card, replaced
 CARD = """# The reasonrft nano base
@@ -147,7 +148,7 @@ class PretrainConfig:
 
 def run(config: PretrainConfig) -> Path:
     # setup: the config that reproduces the run, a random model, the perception data
-    for key in ("init_model", "vision_from"):
+    for key in MODEL_KEYS:
         if getattr(config, key) and not (Path(getattr(config, key)) / "config.json").is_file():
             raise UserError(f"{key} {getattr(config, key)}: not a model directory (no config.json)")
     out = Path(config.out)
@@ -317,7 +318,7 @@ def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path, dict[str, str]
         config = load_config(PretrainConfig, str(file))
         shipped.update({f.name.removeprefix("pretrain_config-").removesuffix(".yaml"): f for f in run.glob("pretrain_config-*.yaml")})
         parents = {}
-        for key in ("vision_from", "init_model"):
+        for key in MODEL_KEYS:
             if not getattr(config, key):
                 continue
             parent = _run_of(getattr(config, key))
@@ -352,13 +353,10 @@ def _run_of(init_model: str) -> Path:
     return Path(init_model).parents[1] if _phase_of(init_model) else Path(init_model)
 
 
-def _portable_init(model: str, continues: str = "") -> str:
+def _portable_model(model: str, continues: str = "") -> str:
     """A model path (``init_model``, ``vision_from``) as ``runs/NAME`` (the run it comes from;
     by default its folder's name), keeping a phase model's ``text/model`` or ``dense/model``."""
     return Path("runs", continues or _run_of(model).name, *_phase_of(model)).as_posix()
-
-
-MODEL_KEYS = ("init_model", "vision_from")  # the config keys that name another run's model
 
 
 def _portable_config(file: Path, parents: dict[str, str]) -> str:
@@ -366,7 +364,7 @@ def _portable_config(file: Path, parents: dict[str, str]) -> str:
     raw = yaml.safe_load(file.read_text())
     for key in MODEL_KEYS:
         if raw.get(key):
-            raw[key] = _portable_init(raw[key], parents.get(key, ""))
+            raw[key] = _portable_model(raw[key], parents.get(key, ""))
     return yaml.safe_dump(raw, sort_keys=False)
 
 
@@ -378,7 +376,7 @@ def _overrides(config: PretrainConfig, parents: dict[str, str] | None = None) ->
     changed = {k: v for k, v in to_dict(config).items() if k not in ("out", "resume") and v != defaults[k]}
     for key in MODEL_KEYS:
         if changed.get(key):
-            changed[key] = _portable_init(changed[key], (parents or {}).get(key, ""))
+            changed[key] = _portable_model(changed[key], (parents or {}).get(key, ""))
     # lists and mappings as JSON (which the override parser reads as YAML), each argument
     # shell-quoted where it must be: a mapping's braces and commas would brace-expand
     rendered = {k: json.dumps(v, separators=(",", ":")) if isinstance(v, (list, dict)) else v for k, v in changed.items()}
