@@ -305,7 +305,7 @@ def test_a_run_that_continues_the_shipped_base_reproduces_through_its_chain(tmp_
     chain = pretrain._chain(run)
     names = [name for name, *_ in chain]
     shipped_name = Path(load_config(pretrain.PretrainConfig, str(base / pretrain.CONFIG_FILE)).out).name
-    assert names[0] == "pt-dense-long" and names[-2:] == [shipped_name, "pt-next"]
+    assert "pt-dense-long" in names[:-2] and names[-2:] == [shipped_name, "pt-next"]
     assert chain[-2][2] == base / pretrain.CONFIG_FILE
     assert all((base / f"pretrain_config-{name}.yaml").is_file() for name in names[:-2])  # the base carries its chain
     assert f" init_model=runs/{shipped_name} " in pretrain._overrides(config, {"init_model": shipped_name}) + " "
@@ -332,7 +332,7 @@ def test_a_base_shipped_from_a_run_that_continued_the_shipped_base_has_a_chain_o
     assert yaml.safe_load((shipped / pretrain.CONFIG_FILE).read_text())["init_model"] == f"runs/{shipped_name}"
     assert all(not yaml.safe_load(f.read_text()).get("init_model", "runs/").startswith(str(base)) for f in shipped.glob("pretrain_config*.yaml"))
     names = [name for name, *_ in pretrain._chain(shipped)]  # no cycle
-    assert names[0] == "pt-dense-long" and names[-2:] == [shipped_name, shipped.name]
+    assert "pt-dense-long" in names[:-2] and names[-2:] == [shipped_name, shipped.name]
 
 
 def test_a_run_that_continues_a_phase_model_reproduces_through_that_run(tmp_path):
@@ -387,6 +387,7 @@ def test_a_grafted_run_reproduces_through_both_its_lines(nano_model, tmp_path):
     card = (pretrain.ship(out, tmp_path / "shipped") / "README.md").read_text()
     assert {"init_model=runs/pt-words", "vision_from=runs/pt-eyes"} <= set(card.split())
     assert card.index("--out runs/pt-eyes") < card.index("--out runs/pt-words") < card.index("--out runs/pt-both")
+    assert "A Qwen2-VL (the `nano` size;" in card  # both lines' runs are nano
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"vision_from={tmp_path / 'pt-eyes'}"]) == 2  # no language model to keep
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), f"init_model={nano_model}", f"vision_from={tmp_path / 'none'}", "text_steps=1"]) == 2
     assert not (tmp_path / "w").exists()

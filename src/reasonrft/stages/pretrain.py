@@ -49,7 +49,7 @@ MAX_SHIPPED_BYTES = 30 * 2**20
 NOT_SHIPPED = {"training_args.bin", "README.md"}  # besides every folder; README.md: TRL's generic card, replaced
 CARD = """# The reasonrft nano base
 
-A Qwen2-VL of the `{size}` size ({params:,} parameters) pretrained from scratch by `reasonrft pretrain` on
+A Qwen2-VL ({size}; {params:,} parameters) pretrained from scratch by `reasonrft pretrain` on
 generic perception data (`reasonrft.tasks.perception`), never on the three tasks' question types.
 It plays Qwen2-VL-Instruct's part: the demo and `reasonrft compare` start from it.
 
@@ -296,7 +296,7 @@ def ship(source: str | Path, dest: str | Path | None = None) -> Path:
         if (tmp / STAGE_FILE).is_file():  # the package must not carry this machine's paths
             stage = json.loads((tmp / STAGE_FILE).read_text())
             (tmp / STAGE_FILE).write_text(json.dumps({k: _machine_free(v, source) for k, v in stage.items()}, indent=2))
-        card = CARD.format(size=chain[-1][1].size, params=params, commands=commands, name=source.name,
+        card = CARD.format(size=_size_words(chain), params=params, commands=commands, name=source.name,
                            earlier=f"; of the runs it continued, in {', '.join(f'`{n}`' for n in earlier)}" if earlier else "")
         (tmp / "README.md").write_text(card)
     return dest
@@ -337,6 +337,20 @@ def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path, dict[str, str]
 
     visit(source, source / CONFIG_FILE, source.name, ())
     return chain
+
+
+def _size_words(chain: list[tuple[str, PretrainConfig, Path, dict[str, str]]]) -> str:
+    """The shipped model's size for its card: the last run's ``size``, or, where its language
+    model's line took a vision tower from another run (``vision_from``), both sizes."""
+    runs = {name: (config, parents) for name, config, _, parents in chain}
+    language, name = chain[-1][1].size, chain[-1][0]
+    while name:
+        config, parents = runs[name]
+        if "vision_from" in parents:
+            tower = runs[parents["vision_from"]][0].size
+            return f"the `{language}` size" if tower == language else f"a `{language}` language model over a `{tower}` vision tower"
+        name = parents.get("init_model", "")
+    return f"the `{language}` size"
 
 
 PHASES = ("dense", "text")  # a run's phase models, OUT/PHASE/model, can be continued too
