@@ -53,7 +53,9 @@ def test_pretrain_recipe_loads_every_key_as_written(path):
     assert set(raw) <= {f.name for f in dataclasses.fields(PretrainConfig)}
     for key, value in raw.items():
         assert getattr(config, key) == value, key
-    assert config.init_model.startswith(("runs/pt-", "src/reasonrft/base")) and config.resume  # a run of 4.1, or F as shipped
+    # a run of 4.1 continuing another (or F as shipped), or a vision tower's dense phase from random weights (N0)
+    assert config.init_model.startswith(("runs/pt-", "src/reasonrft/base")) or (not config.init_model and config.dense_steps > 0)
+    assert config.resume and (not config.vision_from or config.vision_from.startswith("runs/pt-"))
 
 
 @pytest.mark.parametrize("path", STAGE_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
