@@ -208,4 +208,4 @@ def test_the_shipped_base_loads_with_plain_transformers_and_sees():
     predictions = evaluate.generate(model, modeling.load_processor(base), task, scenes, cfg, "cpu")
     hits = collections.Counter(task.score(p, r.answer) == 1.0 for p, r in zip(predictions, scenes))
     most_frequent = collections.Counter(r.answer for r in scenes).most_common(1)[0][1]
-    assert len(scenes) == 32 and most_frequent == 6 and hits[True] >= 11, hits  # measured: 15 of 32
+    assert len(scenes) == 32 and most_frequent == 6 and hits[True] >= 18, hits  # measured: 24 of 32 (run N2; K4 15)
