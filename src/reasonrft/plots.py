@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 # Curves worth a panel each, in order, when the log has them: (log key, panel title).
 CURVES = (
@@ -72,10 +73,14 @@ def pyplot():
     return plt
 
 
-def legend_below(fig, names, ncol: int) -> dict[str, str]:
+def legend_below(fig, names, ncol: int) -> dict[str, Any]:
     """One colour per series name, kept in every panel, and one legend for them all below the
-    panels (leave room with ``save_figure``'s ``rect``); returns name -> colour for the plots."""
-    colours = {name: f"C{k % 10}" for k, name in enumerate(names)}
+    panels (leave room with ``save_figure``'s ``rect``); returns name -> colour for the plots.
+    Up to 10 series take matplotlib's default cycle, up to 20 the paired ``tab20`` map (no
+    two series share a colour); past 20 colours repeat."""
+    names = list(names)
+    palette = [f"C{k}" for k in range(10)] if len(names) <= 10 else [pyplot().get_cmap("tab20")(k) for k in range(20)]
+    colours = {name: palette[k % len(palette)] for k, name in enumerate(names)}
     handles = [pyplot().Line2D([], [], color=colour, marker="o", label=name) for name, colour in colours.items()]
     fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     return colours
