@@ -314,8 +314,11 @@ def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path, dict[str, str]
     chain: list[tuple[str, PretrainConfig, Path, dict[str, str]]] = []
     shipped: dict[str, Path] = {}  # run name -> an earlier run's config, as a shipped base keeps it
 
-    def visit(run: Path, file: Path, name: str, path: tuple[Path, ...]) -> str:
+    def visit(run: Path, file: Path, path: tuple[Path, ...], name: str = "") -> str:
+        """Add ``run`` (named by its config's ``out`` unless ``name``) after its parents; ``path``:
+        the config files of the runs that continue it, for finding a cycle."""
         config = load_config(PretrainConfig, str(file))
+        name = name or Path(config.out).name
         shipped.update({f.name.removeprefix("pretrain_config-").removesuffix(".yaml"): f for f in run.glob("pretrain_config-*.yaml")})
         parents = {}
         for key in MODEL_KEYS:
@@ -329,13 +332,12 @@ def _chain(source: Path) -> list[tuple[str, PretrainConfig, Path, dict[str, str]
                 raise UserError(f"{source}: continues {getattr(config, key)}, which has no {CONFIG_FILE} here to reproduce it from")
             if any(parent_file.resolve() == f.resolve() for f in (*path, file)):
                 raise UserError(f"{source}: its chain of init_model runs comes back to {parent} (a cycle); a run cannot continue itself")
-            parent_name = Path(load_config(PretrainConfig, str(parent_file)).out).name
-            parents[key] = visit(parent, parent_file, parent_name, (*path, file))
+            parents[key] = visit(parent, parent_file, (*path, file))
         if all(name != done for done, *_ in chain):  # a run two lines share is made once
             chain.append((name, config, file, parents))
         return name
 
-    visit(source, source / CONFIG_FILE, source.name, ())
+    visit(source, source / CONFIG_FILE, (), name=source.name)
     return chain
 
 
@@ -367,10 +369,10 @@ def _run_of(init_model: str) -> Path:
     return Path(init_model).parents[1] if _phase_of(init_model) else Path(init_model)
 
 
-def _portable_model(model: str, continues: str = "") -> str:
-    """A model path (``init_model``, ``vision_from``) as ``runs/NAME`` (the run it comes from;
-    by default its folder's name), keeping a phase model's ``text/model`` or ``dense/model``."""
-    return Path("runs", continues or _run_of(model).name, *_phase_of(model)).as_posix()
+def _portable_model(model: str, run_name: str = "") -> str:
+    """A model path (``init_model``, ``vision_from``) as ``runs/NAME`` (``run_name``, the run it
+    comes from; by default its folder's name), keeping a phase model's ``text/model`` or ``dense/model``."""
+    return Path("runs", run_name or _run_of(model).name, *_phase_of(model)).as_posix()
 
 
 def _portable_config(file: Path, parents: dict[str, str]) -> str:
