@@ -14,10 +14,14 @@ whatever it sees: this separates reckoning from seeing.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
 from pathlib import Path
+
+from reasonrft.errors import UserError
+from reasonrft.io import read_jsonl
 
 STEP = re.compile(r"\b(\d{1,3}) ([+-]) (\d{1,3}) = (\d{1,3})\b")  # bounded: no nested repetition
 LEFT = re.compile(r"So (\d{1,3}) objects? (?:is|are) left")
@@ -26,10 +30,9 @@ ANSWER = re.compile(r"<answer>\s*(\d{1,3})\s*</answer>")
 
 def soundness(path: Path) -> dict:
     completions = steps = right = chains = chains_answer_right = follows = has_both = 0
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for number, row in enumerate(read_jsonl(path), 1):
+        if not isinstance(row.get("pred"), str) or "score" not in row:
+            raise UserError(f"{path}: record {number} has no 'pred' and 'score' (not a predictions.jsonl of reasonrft eval)")
         completions += 1
         found = STEP.findall(row["pred"])
         good = [int(a) + (int(b) if op == "+" else -int(b)) == int(c) for a, op, b, c in found]
@@ -49,8 +52,16 @@ def _pct(part: int, whole: int) -> float | None:
     return round(100 * part / whole, 1) if whole else None
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("predictions", nargs="+", type=Path, help="RUN/eval/NAME/predictions.jsonl of a counting run")
+    args = parser.parse_args()
+    try:
+        for path in args.predictions:
+            print(json.dumps(soundness(path)), flush=True)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    for name in sys.argv[1:]:
-        print(json.dumps(soundness(Path(name))), flush=True)
+    main()

@@ -23,11 +23,15 @@ A demo's accuracy is the product of these stages; this says which one limits it.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import re
 import sys
 from pathlib import Path
+
+from reasonrft.errors import UserError
+from reasonrft.io import read_jsonl
 
 START = re.compile(r"There (?:is|are) (\d{1,3}) objects?")
 STEP = re.compile(r"^((?:Add|Subtract) [^:\n]{1,80}): (.{0,120})$", re.MULTILINE)
@@ -46,29 +50,32 @@ def _chain(text: str) -> tuple[str | None, list[tuple[str, str | None]]]:
 
 @functools.lru_cache(maxsize=None)  # read once per run, not once per split
 def _gold(predictions: Path) -> dict[str, dict]:
+    if len(predictions.parents) < 3:
+        raise UserError(f"{predictions}: not RUN/eval/NAME/predictions.jsonl (the gold chains are found from the run's folder)")
     run = predictions.parents[2]
     gold = {}
     for data in sorted(run.glob("data/*/data.json")):
         for record in json.loads(data.read_text()):
             gold[record["id"]] = record
     if not gold:
-        sys.exit(f"{predictions}: no gold chains under {run}/data/*/data.json")
+        raise UserError(f"{predictions}: no gold chains under {run}/data/*/data.json")
     return gold
 
 
 def stages(predictions: Path, split: str | None = None) -> dict:
     """The stage table of one predictions file, over one split or (None) all of them."""
+    rows = read_jsonl(predictions)
+    for number, row in enumerate(rows, 1):
+        if not {"id", "split", "pred", "score"} <= row.keys():
+            raise UserError(f"{predictions}: record {number} lacks one of 'id', 'split', 'pred', 'score' (not a predictions.jsonl of reasonrft eval)")
     gold = _gold(predictions)
     n = start_right = copied = phrases = phrases_right = sub_steps = sub_right = answered = both = both_answered = 0
-    for line in predictions.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in rows:
         if split is not None and row["split"] != split:
             continue
         record = gold.get(row["id"])
         if record is None:
-            sys.exit(f"{predictions}: prediction {row['id']!r} has no gold record")
+            raise UserError(f"{predictions}: prediction {row['id']!r} has no gold record")
         gold_start, gold_steps = _chain(record["cot"])
         start, steps = _chain(row["pred"])
         n += 1
@@ -93,9 +100,17 @@ def _pct(part: int, whole: int) -> float | None:
     return round(100 * part / whole, 1) if whole else None
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("predictions", nargs="+", type=Path, help="RUN/eval/NAME/predictions.jsonl of a counting compare or demo")
+    args = parser.parse_args()
+    try:
+        for path in args.predictions:
+            for split in (None, "test-id", "test-ood-d", "test-ood-m"):
+                print(json.dumps(stages(path, split)), flush=True)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    for name in sys.argv[1:]:
-        for split in (None, "test-id", "test-ood-d", "test-ood-m"):
-            print(json.dumps(stages(Path(name), split)), flush=True)
+    main()

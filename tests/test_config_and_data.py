@@ -205,3 +205,28 @@ def test_atomic_outputs_get_the_usual_file_modes(tmp_path):
         os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o755
+
+
+def test_read_jsonl_names_the_file_and_line_of_bad_input(tmp_path):
+    from reasonrft.io import atomic_write_jsonl, read_jsonl
+
+    good = atomic_write_jsonl(tmp_path / "good.jsonl", [{"id": "a"}, {"id": "b"}])
+    assert read_jsonl(good) == [{"id": "a"}, {"id": "b"}]
+    (tmp_path / "torn.jsonl").write_text('{"id": "a"}\n\n{"id": \n')
+    (tmp_path / "list.jsonl").write_text('{"id": "a"}\n[1, 2]\n')
+    for name, message in [("missing.jsonl", "missing.jsonl: no such file"), ("torn.jsonl", "torn.jsonl: line 3 is not valid JSON"), ("list.jsonl", "list.jsonl: line 2 is not a JSON object")]:
+        with pytest.raises(UserError, match=message):
+            read_jsonl(tmp_path / name)
+
+
+@pytest.mark.parametrize("script", ["cot_arithmetic", "cot_stages"])
+def test_chain_benchmarks_refuse_bad_input_in_one_line(tmp_path, script):
+    """The chain benchmarks read eval's predictions; anything else is one line and exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "other.jsonl").write_text('{"answer": "3"}\n')
+    root = Path(__file__).resolve().parents[1]
+    for argument, message in [(tmp_path / "missing.jsonl", "no such file"), (tmp_path / "other.jsonl", "record 1")]:
+        done = subprocess.run([sys.executable, str(root / "benchmarks" / f"{script}.py"), str(argument)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrft.errors import UserError
-from reasonrft.io import atomic_write_text
+from reasonrft.io import atomic_write_text, read_jsonl
 
 REPORT_FILE = "report.html"
 PER_SPLIT = 24  # questions shown per split
@@ -168,19 +168,8 @@ def eval_dirs(run: Path) -> list[tuple[str, Path]]:
     return [(LABELS.get(n, n), found[n]) for n in order]
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: line {i + 1} is not valid JSON ({e.msg})") from None
-    return rows
-
-
 def _read_predictions(path: Path) -> list[dict]:
-    rows = _read_jsonl(path)
+    rows = read_jsonl(path)
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or "id" not in row or "split" not in row:
             raise UserError(f"{path}: record {i + 1} has no 'id' and 'split' (not a predictions.jsonl of reasonrft eval)")
@@ -346,7 +335,7 @@ def _rollouts(run: Path) -> str:
         return ""
     parts = []
     for label, path in runs:
-        steps = _read_jsonl(path)
+        steps = read_jsonl(path)
         parts.append(f"<h3>{_e(label)}: {len(steps)} logged steps</h3>" + "".join(_rollout(s, first=(i == 0)) for i, s in enumerate(steps)))
     intro = "For sampled GRPO steps, one prompt's group of completions with each reward and the weighted total that GRPO's advantages come from."
     return f'<section id="rollouts"><h2>GRPO rollouts</h2><p class="note">{intro}</p>{"".join(parts)}</section>'

@@ -1,7 +1,8 @@
-"""Atomic outputs: a file or directory appears complete, or not at all.
+"""Atomic outputs: a file or directory appears complete, or not at all; and JSON lines read back.
 
 Everything the project writes for a user (datasets, model directories, reports) goes through
 these helpers, so that a crash or a bad record never leaves something half-written behind.
+What it reads back (predictions, logs) fails with one line naming the file and the line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from reasonrft.errors import UserError
 
 
 @contextlib.contextmanager
@@ -68,6 +71,26 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: list[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines file (blank lines skipped); a missing file or a line that is
+    not a JSON object raises ``UserError`` naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: line {number} is not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {number} is not a JSON object")
+        rows.append(row)
+    return rows
 
 
 def portable_path(path: str | os.PathLike) -> str:
