@@ -206,3 +206,27 @@ def test_an_interrupted_stage_resumes_from_its_checkpoint_under_the_same_setting
     capsys.readouterr()
     assert cli.main([*argv, "grpo_learning_rate=0.001"]) == 2
     assert "reason-rft-zero: holds checkpoints of an interrupted run with other settings (learning_rate: 2e-05 there, 0.001 now)" in capsys.readouterr().err
+
+
+def test_a_compare_that_varies_grpo_links_the_earlier_stages_and_trains_only_grpo(nano_model, tmp_path, capsys):
+    """``reuse_models_from``: stages trained with the same settings and data are linked and their
+    evaluations copied; the changed stage (GRPO's steps) trains; another SFT setting links nothing."""
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+
+    def compare(out, *overrides) -> int:
+        return cli.main(["compare", "--task", "counting", "--out", str(out), f"model={nano_model}", "n_train=6", "stage1=3", *TINY, "paradigms=[cot-sft, reason-rft]", *overrides])
+
+    assert compare(first) == 0
+    assert compare(second, "grpo_steps=2", f"reuse_models_from={first}") == 0
+    for stage in ("cot-sft", "stage1"):
+        assert (second / stage).is_symlink() and (second / stage).resolve() == (first / stage).resolve()
+        assert json.loads((second / "eval" / stage / "summary.json").read_text())["copied_from"] == str(first / "eval" / stage)
+    assert not (second / "reason-rft").is_symlink()
+    assert json.loads((second / "reason-rft" / "trainer_state.json").read_text())["global_step"] == 2
+    rows = [json.loads((out / "results.json").read_text())["rows"] for out in (first, second)]
+    assert rows[0]["cot-sft"]["splits"] == rows[1]["cot-sft"]["splits"]
+    assert "cot-sft: linked to" in capsys.readouterr().out
+    assert compare(second, "grpo_steps=2", f"reuse_models_from={first}") == 0  # a re-run checks its links again and reuses all
+    assert json.loads((second / "results.json").read_text())["rows"] == rows[1]
+    assert compare(third, "sft_learning_rate=0.5", "paradigms=[cot-sft]", f"reuse_models_from={first}") == 0
+    assert not (third / "cot-sft").is_symlink() and "copied_from" not in json.loads((third / "eval" / "cot-sft" / "summary.json").read_text())

@@ -38,6 +38,10 @@ in-domain and domain-shift accuracy with their intervals, drawn as error bars; a
 ``OUT/sweep_paired.json``: each budget's paired differences. The budgets share their test
 sets and base, so the zero-shot row is evaluated once and copied to the later budgets
 (``reuse_evals_from``; only where the settings and the test files are identical).
+
+``reuse_models_from=OUT``: a compare that varies one stage's settings (GRPO's steps, its
+learning rate) links every stage of the compare in OUT that was trained with exactly its
+settings and data, and copies those stages' evaluations; only the changed stages train.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import csv
 import filecmp
 import io
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -92,6 +97,7 @@ class CompareConfig:
     num_generations: int = 8
     max_new_tokens: int = 200  # room for the longest gold CoT (162 tokens; tests/test_tasks_contract.py)
     reuse_evals_from: str = ""  # an earlier compare's OUT: its evaluation of the same model on byte-identical test sets is copied, not redone
+    reuse_models_from: str = ""  # an earlier compare's OUT: each of its stages trained with exactly this stage's settings (its training data byte for byte) is linked, not retrained, and its evaluation copied
     checkpoint_steps: int = 50  # each training stage saves a checkpoint this often; a re-run resumes an unfinished stage from the newest
 
     def __post_init__(self) -> None:
@@ -158,14 +164,53 @@ def _train(paradigm: str, config: CompareConfig, task: Task, base: Path, train_d
 def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int) -> Path:
     settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, **_checkpointing(config, out))
     stage_config = build(sft.SFTStageConfig, settings)
-    return out if _trained_with(stage_config) else sft.run(_resumable(stage_config))
+    return out if _linked_earlier(stage_config, config.reuse_models_from) or _trained_with(stage_config) else sft.run(_resumable(stage_config))
 
 
 def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, offset: int, limit: int) -> Path:
     settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, logging_steps=5, **_checkpointing(config, out))
     stage_config = build(grpo.GRPOStageConfig, settings)
     resolved = {"rewards": grpo.reward_weights(stage_config, task)}
-    return out if _trained_with(stage_config, **resolved) else grpo.run(_resumable(stage_config, **resolved))
+    return out if _linked_earlier(stage_config, config.reuse_models_from, **resolved) or _trained_with(stage_config, **resolved) else grpo.run(_resumable(stage_config, **resolved))
+
+
+def _linked_earlier(stage_config, earlier: str, **resolved) -> bool:
+    """Whether the stage's output directory is a link to the same stage of the compare in
+    ``earlier``, made now if that one finished training with this stage's very settings, its
+    training data byte for byte: a compare that varies one stage (GRPO's steps, say) retrains
+    only that stage and what comes after it (stage 2 starts from a linked stage 1 only if
+    stage 1 was linked). The link is relative; its evaluation is then copied as the zero-shot
+    row's is. A link left by an earlier run of this compare is checked again."""
+    out = Path(stage_config.output_dir)
+    if out.is_symlink():
+        theirs = out.resolve()
+    elif out.exists() or not earlier:
+        return False
+    else:
+        theirs = Path(earlier) / out.name
+    settings = {**to_dict(stage_config), **resolved}
+    if not _same_stage(theirs, settings):
+        if out.is_symlink():
+            raise UserError(f"{out}: links to {theirs}, trained with other settings or data; delete the link or choose another --out")
+        return False
+    if not out.is_symlink():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.symlink_to(os.path.relpath(theirs.resolve(), out.parent.resolve()), target_is_directory=True)
+        print(f"[compare] {out.name}: linked to {theirs} (trained with the same settings and data)", flush=True)
+    return True
+
+
+def _same_stage(trained: Path, settings: dict) -> bool:
+    """Whether ``trained`` holds a finished stage trained with ``settings``, paths aside: its
+    training data the same files, byte for byte."""
+    record = trained / "reasonrft_stage.json"
+    if not ((trained / "config.json").is_file() and record.is_file()):
+        return False
+    recorded = json.loads(record.read_text())
+    data_dir = Path(recorded.get("data", ""))
+    if not data_dir.is_dir() or not _same_files(data_dir, Path(settings["data"])):
+        return False
+    return not _differences(recorded, {**settings, "data": recorded["data"]})
 
 
 def _checkpointing(config: CompareConfig, out: Path) -> dict:
@@ -272,7 +317,7 @@ def _differences(recorded: dict, settings: dict) -> list[str]:
 
 def _evaluate(model_dir: Path, name: str, config: CompareConfig, task: Task, out: Path) -> dict:
     cfg = build(evaluate.EvalConfig, dict(model=str(model_dir), task=task.name, data_root=str(out / "data"), n=config.n_eval, output_dir=str(out / "eval" / name), prompt_style=EVAL_STYLE.get(name, "cot"), max_new_tokens=config.max_new_tokens, seed=config.seed))
-    summary = _finished_eval(cfg) or _copied_eval(cfg, config.reuse_evals_from, name, task) or evaluate.run(cfg)
+    summary = _finished_eval(cfg) or _copied_eval(cfg, config.reuse_evals_from, name, task) or _copied_eval(cfg, config.reuse_models_from, name, task) or evaluate.run(cfg)
     return _row(summary, str(model_dir))
 
 
@@ -280,8 +325,8 @@ def _copied_eval(cfg: evaluate.EvalConfig, earlier: str, name: str, task: Task) 
     """Copy row ``name``'s evaluation from the compare in ``earlier`` when it is this very
     evaluation: the same model, every setting but the paths equal, and test sets identical
     file for file (records and images). A sweep passes its previous budget, so the zero-shot
-    row, the base on the same test sets at every budget, is evaluated once; every trained row
-    has a model of its own and is never copied. The copy says where it came from
+    row, the base on the same test sets at every budget, is evaluated once; a trained row is
+    copied only when its model is the earlier compare's own, linked (``reuse_models_from``). The copy says where it came from
     (``copied_from``), and its predictions keep the image paths it was made with."""
     if not earlier:
         return None
