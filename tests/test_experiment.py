@@ -210,7 +210,8 @@ def test_an_interrupted_stage_resumes_from_its_checkpoint_under_the_same_setting
 
 def test_a_compare_that_varies_grpo_links_the_earlier_stages_and_trains_only_grpo(nano_model, tmp_path, capsys):
     """``reuse_models_from``: stages trained with the same settings and data are linked and their
-    evaluations copied; the changed stage (GRPO's steps) trains; another SFT setting links nothing."""
+    evaluations copied; the changed stage (GRPO's steps, stage 1's epochs) and what follows it
+    train; another SFT setting links nothing."""
     first, second, third = (tmp_path / name for name in ("first", "second", "third"))
 
     def compare(out, *overrides) -> int:
@@ -230,3 +231,7 @@ def test_a_compare_that_varies_grpo_links_the_earlier_stages_and_trains_only_grp
     assert json.loads((second / "results.json").read_text())["rows"] == rows[1]
     assert compare(third, "sft_learning_rate=0.5", "paradigms=[cot-sft]", f"reuse_models_from={first}") == 0
     assert not (third / "cot-sft").is_symlink() and "copied_from" not in json.loads((third / "eval" / "cot-sft" / "summary.json").read_text())
+    fourth = tmp_path / "fourth"  # stage 1 alone given more epochs: it trains again, and so does its GRPO
+    assert compare(fourth, "stage1_epochs=2", "paradigms=[cot-sft, reason-rft]", f"reuse_models_from={first}") == 0
+    assert (fourth / "cot-sft").is_symlink() and not (fourth / "stage1").is_symlink() and not (fourth / "reason-rft").is_symlink()
+    assert json.loads((fourth / "stage1" / "reasonrft_stage.json").read_text())["num_train_epochs"] == 2

@@ -69,6 +69,12 @@ def test_runs_of_different_experiments_or_the_same_seed_are_refused(tmp_path):
         seeds.load_runs([a, str(tmp_path / "copy")])
     with pytest.raises(UserError, match="at least two"):
         seeds.load_runs([a])
+    # a setting added to compare since a run was made counts at its default, and only there
+    c = _run(tmp_path, 2, (20, 12), (22, 13), (1, -2, 4), stage1_epochs=0.0)
+    assert len(seeds.load_runs([a, c])) == 2
+    d = _run(tmp_path, 3, (20, 12), (22, 13), (1, -2, 4), stage1_epochs=2.0)
+    with pytest.raises(UserError, match=r"stage1_epochs: 0.0 vs 2.0"):
+        seeds.load_runs([a, d])
 
 
 def test_the_cli_writes_tables_and_a_plot_and_names_a_bad_run_in_one_line(tmp_path, capsys):

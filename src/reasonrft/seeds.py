@@ -26,8 +26,16 @@ RESULTS_FILE = "results.json"
 # compare settings that may differ between the runs of one spread: the seed itself, where the
 # run lives, where it copied evaluations from, how often it saved checkpoints, and which paradigms
 # it ran (rows in every run count)
-MAY_DIFFER = ("seed", "out", "reuse_evals_from", "checkpoint_steps", "paradigms")
+MAY_DIFFER = ("seed", "out", "reuse_evals_from", "reuse_models_from", "checkpoint_steps", "paradigms")
 SHIFT = "OOD AVG"  # compare's name for the domain-shift average in its paired differences
+
+
+def _setting(run: dict, key: str):
+    """A compare setting of ``run``; one its results predate has compare's default value (a key
+    added since, at its default, changes nothing)."""
+    from reasonrft.stages.experiment import CompareConfig  # here: the experiment module imports much
+
+    return run["config"].get(key, getattr(CompareConfig(), key, None))
 
 
 def load_runs(run_dirs: list[str | os.PathLike]) -> list[dict]:
@@ -48,9 +56,9 @@ def load_runs(run_dirs: list[str | os.PathLike]) -> list[dict]:
         runs.append({**result, "dir": portable_path(run_dir)})
     first = runs[0]
     for run in runs[1:]:
-        differing = sorted(k for k in set(first["config"]) | set(run["config"]) if k not in MAY_DIFFER and first["config"].get(k) != run["config"].get(k))
+        differing = sorted(k for k in set(first["config"]) | set(run["config"]) if k not in MAY_DIFFER and _setting(first, k) != _setting(run, k))
         if differing:
-            detail = ", ".join(f"{k}: {first['config'].get(k)!r} vs {run['config'].get(k)!r}" for k in differing)
+            detail = ", ".join(f"{k}: {_setting(first, k)!r} vs {_setting(run, k)!r}" for k in differing)
             raise UserError(f"{run['dir']}: not the same experiment as {first['dir']} ({detail}); only {', '.join(MAY_DIFFER)} may differ")
     seeds = [run["config"].get("seed") for run in runs]
     if len(set(seeds)) < len(seeds):

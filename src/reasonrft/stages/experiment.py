@@ -89,6 +89,7 @@ class CompareConfig:
     stage1: int = 1600
     n_eval: int = 200
     sft_epochs: float = 1.0
+    stage1_epochs: float = 0.0  # Reason-RFT's stage 1; 0: sft_epochs, as in the paper (half CoT-SFT's steps on half its records)
     sft_learning_rate: float = 1e-3
     freeze_vision: bool | None = None  # None: frozen as in the paper, unless the base is freshly built (random vision tower)
     grpo_steps: int = 100
@@ -106,6 +107,8 @@ class CompareConfig:
             raise ValueError(f"unknown paradigm(s) {', '.join(unknown)}; choose from {', '.join(PARADIGMS)}")
         if not 0 < self.stage1 < self.n_train:
             raise ValueError(f"need 0 < stage1 < n_train (got stage1={self.stage1}, n_train={self.n_train})")
+        if self.sft_epochs <= 0 or self.stage1_epochs < 0:
+            raise ValueError(f"need sft_epochs > 0 and stage1_epochs >= 0 (0: sft_epochs), got {self.sft_epochs} and {self.stage1_epochs}")
         if self.n_eval < 1 or self.grpo_steps < 0 or self.grpo_prompts < 1 or self.checkpoint_steps < 1:
             raise ValueError("need n_eval >= 1, grpo_steps >= 0, grpo_prompts >= 1, checkpoint_steps >= 1")
 
@@ -155,14 +158,14 @@ def _train(paradigm: str, config: CompareConfig, task: Task, base: Path, train_d
     elif paradigm == "reason-rft-zero":
         yield paradigm, _grpo(config, task, base, train_dir, out / paradigm, 0, 0)
     else:  # reason-rft: stage 1 on the first records, stage 2 on the rest (structure: all)
-        stage1 = _sft(config, task, base, train_dir, out / "stage1", "cot", 0, config.stage1)
+        stage1 = _sft(config, task, base, train_dir, out / "stage1", "cot", 0, config.stage1, config.stage1_epochs or config.sft_epochs)
         yield "stage1", stage1
         offset = 0 if task.name == "structure" else config.stage1
         yield "reason-rft", _grpo(config, task, stage1, train_dir, out / "reason-rft", offset, 0)
 
 
-def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int) -> Path:
-    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, **_checkpointing(config, out))
+def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int, epochs: float | None = None) -> Path:
+    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=epochs or config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, **_checkpointing(config, out))
     stage_config = build(sft.SFTStageConfig, settings)
     return out if _linked_earlier(stage_config, config.reuse_models_from) or _trained_with(stage_config) else sft.run(_resumable(stage_config))
 
