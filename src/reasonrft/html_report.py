@@ -171,7 +171,7 @@ def eval_dirs(run: Path) -> list[tuple[str, Path]]:
 def _read_predictions(path: Path) -> list[dict]:
     rows = read_jsonl(path)
     for i, row in enumerate(rows):
-        if not isinstance(row, dict) or "id" not in row or "split" not in row:
+        if "id" not in row or "split" not in row:
             raise UserError(f"{path}: record {i + 1} has no 'id' and 'split' (not a predictions.jsonl of reasonrft eval)")
     return rows
 

@@ -158,13 +158,14 @@ def _train(paradigm: str, config: CompareConfig, task: Task, base: Path, train_d
     elif paradigm == "reason-rft-zero":
         yield paradigm, _grpo(config, task, base, train_dir, out / paradigm, 0, 0)
     else:  # reason-rft: stage 1 on the first records, stage 2 on the rest (structure: all)
-        stage1 = _sft(config, task, base, train_dir, out / "stage1", "cot", 0, config.stage1, config.stage1_epochs or config.sft_epochs)
+        stage1 = _sft(config, task, base, train_dir, out / "stage1", "cot", 0, config.stage1, config.stage1_epochs)
         yield "stage1", stage1
         offset = 0 if task.name == "structure" else config.stage1
         yield "reason-rft", _grpo(config, task, stage1, train_dir, out / "reason-rft", offset, 0)
 
 
-def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int, epochs: float | None = None) -> Path:
+def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, paradigm: str, offset: int, limit: int, epochs: float = 0.0) -> Path:
+    """Train (or reuse) one SFT stage; ``epochs`` 0: ``sft_epochs``."""
     settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), paradigm=paradigm, data_offset=offset, data_limit=limit, num_train_epochs=epochs or config.sft_epochs, learning_rate=config.sft_learning_rate, freeze_vision=config.freeze_vision, seed=config.seed, **_checkpointing(config, out))
     stage_config = build(sft.SFTStageConfig, settings)
     return out if _linked_earlier(stage_config, config.reuse_models_from) or _trained_with(stage_config) else sft.run(_resumable(stage_config))
