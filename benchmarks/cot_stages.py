@@ -62,18 +62,12 @@ def _gold(predictions: Path) -> dict[str, dict]:
     return gold
 
 
-@functools.lru_cache(maxsize=None)  # read and checked once per file, not once per split
-def _predictions(predictions: Path) -> list[dict]:
+def stages(predictions: Path, split: str | None = None) -> dict:
+    """The stage table of one predictions file, over one split or (None) all of them."""
     rows = read_jsonl(predictions)
     for number, row in enumerate(rows, 1):
         if not {"id", "split", "pred", "score"} <= row.keys():
             raise UserError(f"{predictions}: record {number} lacks one of 'id', 'split', 'pred', 'score' (not a predictions.jsonl of reasonrft eval)")
-    return rows
-
-
-def stages(predictions: Path, split: str | None = None) -> dict:
-    """The stage table of one predictions file, over one split or (None) all of them."""
-    rows = _predictions(predictions)
     gold = _gold(predictions)
     n = start_right = copied = phrases = phrases_right = sub_steps = sub_right = answered = both = both_answered = 0
     for row in rows:

@@ -30,6 +30,14 @@ MAY_DIFFER = ("seed", "out", "reuse_evals_from", "reuse_models_from", "checkpoin
 SHIFT = "OOD AVG"  # compare's name for the domain-shift average in its paired differences
 
 
+def _setting(run: dict, key: str):
+    """A compare setting of ``run``; one its results predate has compare's default value (a key
+    added since, at its default, changes nothing)."""
+    from reasonrft.stages.experiment import CompareConfig  # here: the experiment module imports much
+
+    return run["config"].get(key, getattr(CompareConfig(), key, None))
+
+
 def load_runs(run_dirs: list[str | os.PathLike]) -> list[dict]:
     """The ``results.json`` of each compare directory, checked to be one experiment at distinct seeds."""
     if len(run_dirs) < 2:
@@ -46,13 +54,6 @@ def load_runs(run_dirs: list[str | os.PathLike]) -> list[dict]:
         if not isinstance(result, dict) or not {"task", "rows", "baseline", "config"} <= result.keys():
             raise UserError(f"{path}: not a compare's results (needs task, rows, baseline and config)")
         runs.append({**result, "dir": portable_path(run_dir)})
-    from reasonrft.stages.experiment import CompareConfig  # here: the experiment module imports much
-
-    defaults = vars(CompareConfig())  # a setting a run's results predate has its default (a key added since, at its default, changes nothing)
-
-    def _setting(run: dict, key: str):
-        return run["config"].get(key, defaults.get(key))
-
     first = runs[0]
     for run in runs[1:]:
         differing = sorted(k for k in set(first["config"]) | set(run["config"]) if k not in MAY_DIFFER and _setting(first, k) != _setting(run, k))
