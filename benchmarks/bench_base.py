@@ -25,7 +25,10 @@ from reasonrft.io import portable_path
 
 
 def run(model_dir: str, n: int, skills: list[str], batch_size: int = 16) -> list[dict]:
-    processor, model = modeling.load_processor(model_dir), modeling.load_model(model_dir).eval()
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # fp32 on either: the same model as measured on the CPU
+    processor, model = modeling.load_processor(model_dir), modeling.load_model(model_dir).to(device).eval()
     lines = []
     for skill in skills:
         started = time.time()
@@ -46,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="model directory (default: the shipped base)")
     parser.add_argument("--n", type=int, default=40, help="held-out items per skill")
+    parser.add_argument("--batch-size", type=int, default=16, help="items per generate call")
     parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated skills (default: all)")
     args = parser.parse_args()
     if not args.model:
@@ -54,7 +58,7 @@ def main() -> None:
     unknown = [s for s in skills if s not in SKILLS]
     if unknown:
         parser.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
-    run(args.model, args.n, skills)
+    run(args.model, args.n, skills, args.batch_size)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from reasonrft.cli import main
         (["data", "generate", "--task", "counting", "--split", "dev", "--n", "2", "--out", "X"], "unknown split 'dev'"),
         (["sft", "model=/does/not/exist", "output_dir=X"], "/does/not/exist: model directory not found"),
         (["grpo", "model=/does/not/exist", "output_dir=X", "nonsense_key=1"], "unknown config key 'nonsense_key'"),
+        (["sft", "model=/does/not/exist", "output_dir=X", "dataloader_num_workers=-1"], "dataloader_num_workers must be >= 0"),
         (["eval", "--model", "/does/not/exist"], "model directory not found"),
         (["eval", "--predictions", "/does/not/exist.jsonl"], "predictions file not found"),
     ],

@@ -188,6 +188,7 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "fresh_language_model=true"]) == 2  # nothing to keep a vision tower from
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "max_steps=0"]) == 2  # no phase at all
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "max_steps=-2"]) == 2
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "workers=-1"]) == 2
     assert not (tmp_path / "w").exists()  # nothing written
 
 
@@ -516,6 +517,38 @@ def test_dense_phase_trains_the_vision_tower_and_resumes_exactly(nano_model, tmp
     dense_targets.train(resumed, processor, tmp_path / "b", config, log=lambda *a, **k: None)
     for key, value in straight.model.visual.state_dict().items():
         assert torch.allclose(value, resumed.model.visual.state_dict()[key], atol=1e-6), key
+
+
+def test_dense_batches_rendered_by_workers_train_the_same_tower(nano_model, tmp_path):
+    """``workers`` render the batches ahead in other processes: the weights are those of a
+    run that renders them itself."""
+    import torch
+
+    towers = []
+    for workers in (0, 2):
+        config = dense_targets.DenseConfig(steps=3, batch_size=2, save_steps=3, eval_every=3, eval_images=4, curriculum_steps=2, warmup_steps=1, workers=workers)
+        model = modeling.load_model(nano_model)
+        dense_targets.train(model, modeling.load_processor(nano_model), tmp_path / f"w{workers}", config, log=lambda *a, **k: None)
+        towers.append(model.model.visual.state_dict())
+    for key, value in towers[0].items():
+        assert torch.allclose(value, towers[1][key], atol=1e-6), key
+
+
+def test_the_reading_set_written_in_chunks_by_workers_is_the_serial_one(tmp_path):
+    """Records, rows and image bytes: the same whether one process writes them or three."""
+    import functools
+
+    from reasonrft import data
+    from reasonrft.config import build
+    from reasonrft.stages import pretrain
+
+    config = build(pretrain.PretrainConfig, dict(out=str(tmp_path / "run"), n_train=pretrain.READING_CHUNK + 30, seed=5))
+    serial = data.write_dataset(tmp_path / "serial", pretrain_data.iter_pretrain_records(config.n_train, config.seed), {"seed": 5})
+    chunked = data.write_dataset_in_chunks(tmp_path / "chunked", functools.partial(pretrain._reading_chunk, config), 2, {"seed": 5}, workers=2)
+    assert (serial / data.DATA_FILE).read_text() == (chunked / data.DATA_FILE).read_text()
+    images = sorted(p.name for p in (serial / "images").iterdir())
+    assert len(images) >= config.n_train and images == sorted(p.name for p in (chunked / "images").iterdir())  # two-image items have two
+    assert all((serial / "images" / name).read_bytes() == (chunked / "images" / name).read_bytes() for name in images)
 
 
 def test_pretrain_with_the_dense_phase_ships_a_plain_model_and_a_restart_resumes(nano_model, tmp_path):

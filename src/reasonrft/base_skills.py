@@ -86,9 +86,9 @@ def measure(model, processor, model_dir: str, skill: str, n: int, batch_size: in
 
 def greedy_answers(model, processor, model_dir: str, records: list[Record], max_new_tokens: int, batch_size: int = 16) -> list[str]:
     """``model``'s greedy answers to perception ``records`` with bare prompts (no format asked
-    beyond the question's own), on the CPU: how every base measure asks."""
+    beyond the question's own), on the model's device: how every base measure asks."""
     from reasonrft.config import build
     from reasonrft.stages import evaluate
 
     config = build(evaluate.EvalConfig, dict(model=model_dir, task="perception", prompt_style="answer", temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False))
-    return evaluate.generate(model, processor, get_task("perception"), records, config, "cpu")
+    return evaluate.generate(model, processor, get_task("perception"), records, config, model.device.type)

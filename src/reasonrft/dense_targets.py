@@ -15,7 +15,9 @@ Scenes are counting-style (plain renderer, in-domain shapes) from the perception
 ``max_objects`` objects; the curriculum raises ``max_objects`` from 1 to 13 over
 ``curriculum_steps``. Item ``i`` of step ``s`` comes from its own RNG, so a resumed run sees
 exactly the batches a run without interruption would (``train`` saves a checkpoint every
-``save_steps`` and continues from the newest one).
+``save_steps`` and continues from the newest one), and ``workers`` processes rendering the
+batches ahead (a GPU trains faster than one core renders) change nothing but the speed.
+On a machine with a GPU the tower and heads train there.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class DenseConfig:
     eval_every: int = 100
     eval_images: int = 64
     seed: int = 0
+    workers: int = 0  # processes rendering batches ahead of the training step (0: the training process)
 
 
 # --------------------------------------------------------------------------- targets
@@ -155,6 +158,33 @@ def curriculum(step: int, config: DenseConfig) -> int:
     return min(MAX_COUNT, 1 + (MAX_COUNT - 1) * step // config.curriculum_steps)
 
 
+class Batches:
+    """The training batch of each step, ``batch_tensors`` of its items: a map-style dataset
+    (index = step) that ``torch.utils.data.DataLoader`` can render in worker processes."""
+
+    def __init__(self, processor, config: DenseConfig) -> None:
+        self.processor, self.config = processor, config
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def __getitem__(self, step: int):
+        config = self.config
+        items = [scene_item("train", config.seed, step, i, curriculum(step, config), diagram_fraction=config.diagram_fraction) for i in range(config.batch_size)]
+        return batch_tensors(self.processor, items)
+
+
+def batches_from(start: int, processor, config: DenseConfig):
+    """The batches of steps ``start .. steps - 1`` in order, rendered by ``config.workers``
+    processes (or, with 0, here)."""
+    from torch.utils.data import DataLoader
+
+    batches = Batches(processor, config)
+    if config.workers == 0:
+        return (batches[step] for step in range(start, config.steps))
+    return DataLoader(batches, batch_size=None, sampler=range(start, config.steps), num_workers=config.workers, prefetch_factor=4)
+
+
 # --------------------------------------------------------------------------- the temporary head
 
 
@@ -205,6 +235,9 @@ def evaluate(visual, head, processor, config: DenseConfig) -> dict[str, float]:
 
     items = [scene_item("test", config.seed, 0, i, MAX_COUNT, diagram_fraction=config.diagram_fraction) for i in range(config.eval_images)]
     pixel_values, grid_thw, targets = batch_tensors(processor, items)
+    device = next(visual.parameters()).device
+    pixel_values, grid_thw = pixel_values.to(device), grid_thw.to(device)
+    targets = {name: t.to(device) for name, t in targets.items()}
     with torch.no_grad():
         logits = forward(visual, head, pixel_values, grid_thw, len(items))
     result = {}
@@ -232,8 +265,11 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)  # the heads' initial weights: a resumed run must match an uninterrupted one
-    visual = model.model.visual
-    head = make_head(model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+    visual = model.model.visual.to(device)
+    head = make_head(model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size).to(device)
     params = list(visual.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     start = 0
@@ -247,11 +283,11 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
     truncate_jsonl(out / LOG, start)  # a fresh start (0) or a resume: no records past it
     visual.train()
     started = time.time()
-    for step in range(start, config.steps):
-        items = [scene_item("train", config.seed, step, i, curriculum(step, config), diagram_fraction=config.diagram_fraction) for i in range(config.batch_size)]
-        pixel_values, grid_thw, targets = batch_tensors(processor, items)
+    for step, (pixel_values, grid_thw, targets) in enumerate(batches_from(start, processor, config), start):
+        pixel_values, grid_thw = pixel_values.to(device), grid_thw.to(device)
+        targets = {name: t.to(device) for name, t in targets.items()}
         lr = phase_loop.set_lr(optimizer, step, config)
-        loss = loss_of(forward(visual, head, pixel_values, grid_thw, len(items)), targets)
+        loss = loss_of(forward(visual, head, pixel_values, grid_thw, config.batch_size), targets)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -267,6 +303,8 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
         if done % config.save_steps == 0 or done == config.steps:
             phase_loop.save_checkpoint(checkpoint, {"visual": visual.state_dict(), "head": head.state_dict(), "optimizer": optimizer.state_dict(), "step": done})
     visual.eval()
+    model.to("cpu")  # the phase's model is saved and handed on as the CPU loaded it
+    head.to("cpu")
     if start >= config.steps and checkpoint.is_file():
         return evaluate(visual, head, processor, config)
     return record.get("heldout", {}) if start < config.steps else {}

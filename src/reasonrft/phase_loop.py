@@ -38,10 +38,12 @@ def write_record(path: Path, record: dict, log: Callable = print) -> None:
 
 
 def load_checkpoint(path: Path) -> dict | None:
-    """The state saved by ``save_checkpoint`` at ``path``, or None when there is none."""
+    """The state saved by ``save_checkpoint`` at ``path``, or None when there is none (loaded
+    onto the CPU: ``load_state_dict`` then copies it to wherever the model is, so a run saved
+    on a GPU resumes on a CPU and back)."""
     import torch
 
-    return torch.load(path, weights_only=True) if path.is_file() else None
+    return torch.load(path, weights_only=True, map_location="cpu") if path.is_file() else None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

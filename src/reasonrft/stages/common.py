@@ -45,6 +45,7 @@ class TrainingConfig:
     save_steps: int = 500
     bf16: bool = True  # on a GPU only
     gradient_checkpointing: bool = False
+    dataloader_num_workers: int = 0  # processes that decode and collate batches (0: the training process; on a GPU box, several keep it fed)
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # trackers: tensorboard, wandb, trackio ([] or none: only OUT/log.jsonl)
     resume: bool = False  # continue from the newest checkpoint-N in output_dir
     lora: bool = False  # train a LoRA adapter (merged into the weights at save time)
@@ -76,6 +77,8 @@ class TrainingConfig:
             raise ValueError("gradient_accumulation_steps must be >= 1")
         if self.n_train < 1:
             raise ValueError(f"n_train must be >= 1, got {self.n_train}")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
         check_trackers(self.report_to)
         check_pixel_limits(self.min_pixels, self.max_pixels)
 
@@ -125,7 +128,7 @@ def trainer_common_args(config: Any) -> dict[str, Any]:
         bf16=gpu and config.bf16,
         use_cpu=not gpu,
         **{_checkpointing_arg(): config.gradient_checkpointing},
-        dataloader_num_workers=0,
+        dataloader_num_workers=config.dataloader_num_workers,
         disable_tqdm=False,
         log_level="warning",
     )

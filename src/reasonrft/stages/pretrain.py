@@ -27,6 +27,7 @@ demo and the experiments start from.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -98,6 +99,9 @@ class PretrainConfig:
     text_kind_weights: list[int] = field(default_factory=list)  # one per kind; empty: the phase's default (text kinds only)
     text_perception: dict = field(default_factory=dict)  # the text phase's scene settings, e.g. {attribute_max_objects: 3}
     freeze_vision: bool = False  # phase 3 (answer-only SFT) trains only the language model
+    # processes that render data beside the training process: the dense phase's batches, the
+    # reading set, the reading phase's batches (0: none; a GPU box wants most of its cores)
+    workers: int = 0
     # a model directory (an earlier pretraining output) to continue from instead of a random
     # init (with dense_steps, its vision tower trains on, through new temporary heads); give a
     # new ``seed`` so that the data are new samples
@@ -121,6 +125,8 @@ class PretrainConfig:
             raise ValueError("need dense_steps >= 0, dense_learning_rate > 0 and dense_diagram_fraction in [0, 1]")
         if self.kind_weights:
             perception.PerceptionConfig(kind_weights=tuple(self.kind_weights))  # validates
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.text_steps < 0 or self.text_learning_rate <= 0 or self.text_batch_size < 1:
             raise ValueError("need text_steps >= 0, text_learning_rate > 0 and text_batch_size >= 1")
         self.text_config()  # validates text_kinds, text_kind_weights and text_perception
@@ -176,8 +182,8 @@ def run(config: PretrainConfig) -> Path:
     mix = "-w" + "-".join(map(str, config.kind_weights)) if config.kind_weights else ""
     dataset = out / "data" / f"perception-train-s{config.seed}-n{config.n_train}{mix}"
     if not (dataset / data.DATA_FILE).is_file():
-        records = pretrain_data.iter_pretrain_records(config.n_train, config.seed, perception_config=config.perception_config())
-        data.write_dataset(dataset, records, {"task": pretrain_data.TASK_NAME, "split": "train", "seed": config.seed})
+        chunks = -(-config.n_train // READING_CHUNK)
+        data.write_dataset_in_chunks(dataset, functools.partial(_reading_chunk, config), chunks, {"task": pretrain_data.TASK_NAME, "split": "train", "seed": config.seed}, config.workers)
 
     # train: answer-only SFT of the whole model on the perception set
     stage = build(
@@ -199,6 +205,7 @@ def run(config: PretrainConfig) -> Path:
             per_device_train_batch_size=config.per_device_train_batch_size,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             freeze_vision=config.freeze_vision,
+            dataloader_num_workers=config.workers,
             logging_steps=config.logging_steps,
             save_steps=config.save_steps,
             resume=config.resume and any(out.glob("checkpoint-*")),  # a restart still in an earlier phase has none yet
@@ -206,6 +213,15 @@ def run(config: PretrainConfig) -> Path:
         source="pretrain",
     )
     return sft.run(stage)
+
+
+READING_CHUNK = 500  # records of the reading set one worker makes at a time
+
+
+def _reading_chunk(config: PretrainConfig, k: int):
+    """Records ``500 k ..`` of the reading set (item ``i`` is the same whichever chunk makes it)."""
+    n = min(READING_CHUNK, config.n_train - k * READING_CHUNK)
+    return pretrain_data.iter_pretrain_records(n, config.seed, offset=k * READING_CHUNK, perception_config=config.perception_config())
 
 
 def _publish(model_dir: Path, out: Path) -> Path:
@@ -224,7 +240,8 @@ def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
     dense per-patch targets; returns ``WORK/model``, a plain Qwen2-VL directory (the temporary heads stay in
     ``WORK/dense-checkpoint.pt``)."""
     dense = dense_targets.DenseConfig(steps=config.dense_steps, batch_size=config.dense_batch_size, learning_rate=config.dense_learning_rate,
-                                      curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed)
+                                      curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed,
+                                      workers=config.workers)
     return _phase(config, init, work, lambda model, processor: dense_targets.train(model, processor, work, dense))
 
 
