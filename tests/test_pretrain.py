@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonrft import dense_targets, modeling, pretrain_data, rewards, text_phase
+from reasonrft import base_skills, dense_targets, modeling, pretrain_data, rewards, text_phase
 from reasonrft.data import Record
 from reasonrft.tasks import counting, get_task, task_names
 from reasonrft.tasks.perception import COPY_QUESTION, COT_INSTRUCTION, DIAGRAM_QUESTIONS, KINDS, PerceptionConfig, in_split, place
@@ -408,6 +408,31 @@ def test_the_cards_commands_run_as_written_in_a_shell(tmp_path):
     assert len(words) == 5 and "'" in pretrain._overrides(config)
     again = load_config(pretrain.PretrainConfig, None, words + ["out=runs/pt-x"])
     assert again == config
+
+
+@pytest.mark.slow
+def test_the_device_script_trains_measures_and_packs_a_loadable_base(tmp_path):
+    """scripts/device_pretrain.sh, as the GPU machine runs it, here on the CPU at toy size:
+    the run finishes, every skill is measured, and the parts it packs rebuild the model."""
+    import subprocess
+    import sys
+    import tarfile
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "OUT": str(tmp_path / "out"), "BENCH_N": "2", "BENCH_BATCH": "2"}
+    toy = ["dense_steps=2", "dense_batch_size=2", "n_train=40", "max_steps=2", "per_device_train_batch_size=2", "workers=1", "save_steps=2"]
+    done = subprocess.run(["bash", "scripts/device_pretrain.sh", "recipes/pretrain/pt-n4g.yaml", f"out={tmp_path / 'pt-toy'}", *toy],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [json.loads(line) for line in (tmp_path / "out" / "bench.jsonl").read_text().splitlines()]
+    assert len(lines) == len(base_skills.SKILLS) + 1 and lines[-1]["skill"] == "mean"
+    packed = tmp_path / "packed.tgz"
+    packed.write_bytes(b"".join(p.read_bytes() for p in sorted((tmp_path / "out").glob("run.tgz.part-*"))))
+    with tarfile.open(packed) as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    names = {p.name for p in (tmp_path / "back" / "pt-toy").iterdir()}
+    assert {"model.safetensors", "config.json", "pretrain_config.yaml"} <= names and not names & {"data", "dense-checkpoint.pt"}
+    assert modeling.load_model(tmp_path / "back" / "pt-toy") is not None
 
 
 # --------------------------------------------------------------------------- the skills mix and the dense phase
