@@ -53,7 +53,7 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
         assert Image.open(out / png).size[0] > 200, png
     stage2 = json.loads((out / "reason-rft" / "trainer_state.json").read_text())
     assert stage2["global_step"] == 1  # GRPO ran after stage 1
-    seen = {"steps": 1, "prompts_per_step": 2, "completions_per_prompt": 2, "prompts_seen": 2, "distinct_records": 2, "learning_rate": 2e-5}
+    seen = {"steps": 1, "prompts_per_step": 2, "completions_per_prompt": 2, "prompts_seen": 2, "distinct_records": 2, "learning_rate": 2e-5, "rewards": {"format": 1.0, "accuracy": 1.0}}
     assert result["grpo"] == {"reason-rft-zero": {**seen, "records": 6}, "reason-rft": {**seen, "records": 3}}  # stage 2: the records after stage 1's
     for pair, entry in result["paired"].items():  # the paper's comparisons, question by question
         first, second = pair.split(" - ")
@@ -61,7 +61,7 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
         assert entry["OOD AVG"]["n"] == 4 and entry["OOD AVG"]["ci_method"] == "paired-bootstrap"
     assert list(result["paired"]) == ["reason-rft - cot-sft", "reason-rft - ans-sft", "reason-rft - stage1", "reason-rft-zero - zero-shot"]
     assert "| Reason-RFT - CoT-SFT |" in md
-    assert "Reason-RFT's GRPO: 1 steps x 2 prompts x 2 completions, lr 2e-05: 2 prompts seen, 2 distinct of its 3 records." in md
+    assert "Reason-RFT's GRPO: 1 steps x 2 prompts x 2 completions, lr 2e-05, rewards format 1 + accuracy 1: 2 prompts seen, 2 distinct of its 3 records." in md
 
     before = [(out / p).stat().st_mtime_ns for p in ("ans-sft/model.safetensors", "eval/ans-sft/summary.json")]
     assert cli.main(argv) == 0  # re-run: finished paradigms and evaluations are reused, the report rewritten
@@ -231,6 +231,14 @@ def test_a_compare_that_varies_grpo_links_the_earlier_stages_and_trains_only_grp
     assert json.loads((second / "results.json").read_text())["rows"] == rows[1]
     assert compare(third, "sft_learning_rate=0.5", "paradigms=[cot-sft]", f"reuse_models_from={first}") == 0
     assert not (third / "cot-sft").is_symlink() and "copied_from" not in json.loads((third / "eval" / "cot-sft" / "summary.json").read_text())
+    strict = tmp_path / "strict"  # GRPO with other rewards: stage 1 linked, GRPO trained on them and reported
+    assert compare(strict, "paradigms=[reason-rft]", "grpo_rewards={strict_format: 1, accuracy: 1}", f"reuse_models_from={first}") == 0
+    assert (strict / "stage1").is_symlink() and not (strict / "reason-rft").is_symlink()
+    assert json.loads((strict / "reason-rft" / "reasonrft_stage.json").read_text())["rewards"] == {"strict_format": 1.0, "accuracy": 1.0}
+    assert "rewards strict_format 1 + accuracy 1:" in (strict / "results.md").read_text()
+    capsys.readouterr()
+    assert compare(strict, "grpo_rewards={formatt: 1}") == 2
+    assert capsys.readouterr().err.strip().endswith("unknown grpo_rewards formatt; choose from format, strict_format, accuracy, math_accuracy, func_accuracy, full_func_accuracy")
     fourth = tmp_path / "fourth"  # stage 1 alone given more epochs: it trains again, and so does its GRPO
     assert compare(fourth, "stage1_epochs=2", "paradigms=[cot-sft, reason-rft]", f"reuse_models_from={first}") == 0
     assert (fourth / "cot-sft").is_symlink() and not (fourth / "stage1").is_symlink() and not (fourth / "reason-rft").is_symlink()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from reasonrft import rewards
-from reasonrft.rewards import accuracy_score, answer_match_score, format_score, func_sequence_score, math_accuracy_score
+from reasonrft.rewards import accuracy_score, answer_match_score, format_score, func_sequence_score, math_accuracy_score, strict_format_score
 
 GOOD = "<think>\nThere are 3 objects.\n</think>\n<answer>\n3\n</answer>"
 
@@ -36,6 +36,22 @@ def test_format_score_matches_the_papers_regex(text, expected):
 
     reference = 1.0 if re.fullmatch(r"<think>.*?</think>\s*<answer>.*?</answer>", text, re.DOTALL) else 0.0
     assert format_score(text) == expected == reference
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("<think>a</think>\n<answer>3</answer>", 1.0),
+        ("<think>a</think><answer>1</answer><answer>2</answer>", 0.0),  # the paper's format: 1
+        ("<think>a</think><answer>1</think><answer>2</answer>", 0.0),  # GRPO's loop on transformation (results 5.N2): 1 there
+        ("<think>a<think>b</think>c</think><answer>3</answer>", 0.0),
+        ("<think>a</think>b<answer>3</answer>", 0.0),
+        ("<think>a</think><answer>3", 0.0),
+    ],
+)
+def test_strict_format_allows_one_block_of_each_kind(text, expected):
+    assert strict_format_score(text) == expected
+    assert strict_format_score(text) <= format_score(text)  # never more lenient than the paper's
 
 
 @pytest.mark.parametrize(
@@ -177,7 +193,7 @@ def test_func_sequence_score(pred, partial, penalty, expected):
 
 def test_trl_signature_and_conversational_completions():
     completions = [[{"role": "assistant", "content": GOOD}], [{"role": "assistant", "content": "nope"}]]
-    assert rewards.format_reward(completions) == [1.0, 0.0]
+    assert rewards.format_reward(completions) == rewards.strict_format_reward(completions) == [1.0, 0.0]
     assert rewards.accuracy_reward(completions, solution=["3", "3"], prompts=None, trainer_state=None) == [1.0, 0.0]
     assert rewards.math_accuracy_reward(["<answer>3</answer>"], solution=["3"]) == [1.0]
     assert rewards.full_func_accuracy_reward([f"<answer>{GOLD_PROGRAM}</answer>"], solution=[GOLD_PROGRAM]) == [1.0]
@@ -202,7 +218,7 @@ def test_every_reward_is_fast_on_adversarial_input(text):
     start = time.perf_counter()
     for name, fn in rewards.REWARDS.items():
         scores = fn([text], solution=["3"])
-        well_formed = name == "format" and text.startswith("<think>a</think>")  # adversarial4: think, then an answer block
+        well_formed = name in ("format", "strict_format") and text.startswith("<think>a</think>")  # adversarial4: think, then an answer block
         assert scores == [1.0 if well_formed else 0.0], name  # none of them holds the answer 3
     assert time.perf_counter() - start < 3.0
 

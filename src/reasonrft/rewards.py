@@ -16,6 +16,7 @@ The definitions follow the paper (see ``shared/reference/reason-rft.md`` section
 - ``answer_match_score`` (evaluation only, not a reward): the official evaluator's scorer,
   exact match or math_verify on the answer block.
 - ``func_accuracy`` / ``full_func_accuracy``: scores of a predicted transformation program.
+- ``strict_format`` (beyond the paper): ``format`` with exactly one block of each kind.
 
 Every scorer runs in time linear in the input: the paper's regexes are re-implemented with
 ``str.find`` or with possessive quantifiers and a word-boundary guard, which accept exactly
@@ -91,6 +92,18 @@ def format_score(text: str) -> float:
         return 0.0  # (the two tags cannot overlap: they share no suffix/prefix)
     middle = text[len(THINK_OPEN) : len(text) - len(ANSWER_CLOSE)]
     return 1.0 if _THINK_TO_ANSWER.search(middle) else 0.0
+
+
+def strict_format_score(text: str) -> float:
+    """``format_score`` with exactly one of each tag: one think block, then one answer block.
+
+    Not the paper's reward. Its pattern also matches ``<think>..</think> <answer>..</think>
+    <answer>..</answer>``, whose first answer block then runs to the last ``</answer>`` and
+    holds every call written: GRPO on transformation learnt to repeat blocks for that credit
+    (docs/results.md, 5.N2). This variant gives such completions 0."""
+    if any(text.count(tag) != 1 for tag in (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)):
+        return 0.0
+    return format_score(text)
 
 
 def accuracy_score(text: str, solution: str) -> float:
@@ -235,6 +248,11 @@ def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     return [format_score(completion_text(c)) for c in completions]
 
 
+def strict_format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """1.0 per completion with one think block then one answer block and nothing around them."""
+    return [strict_format_score(completion_text(c)) for c in completions]
+
+
 def accuracy_reward(completions: list[Any], solution: list[str] | None = None, **kwargs: Any) -> list[float]:
     """Exact match of answer blocks, math_verify fallback when the completion has no block."""
     return _batch(accuracy_score, completions, solution)
@@ -257,6 +275,7 @@ def full_func_accuracy_reward(completions: list[Any], solution: list[str] | None
 
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "format": format_reward,
+    "strict_format": strict_format_reward,
     "accuracy": accuracy_reward,
     "math_accuracy": math_accuracy_reward,
     "func_accuracy": func_accuracy_reward,

@@ -61,6 +61,7 @@ from reasonrft.config import build, to_dict
 from reasonrft.errors import UserError
 from reasonrft.io import atomic_dir, atomic_write_json, atomic_write_text
 from reasonrft.report import markdown_table
+from reasonrft.rewards import REWARDS
 from reasonrft.stages import evaluate, grpo, sft
 from reasonrft.tasks import Task, get_task
 
@@ -95,6 +96,7 @@ class CompareConfig:
     grpo_steps: int = 100
     grpo_prompts: int = 2
     grpo_learning_rate: float = 2e-5
+    grpo_rewards: dict = field(default_factory=dict)  # GRPO's rewards and weights ({strict_format: 1, func_accuracy: 1}); empty: format + the task's accuracy, 1 each
     num_generations: int = 8
     max_new_tokens: int = 200  # room for the longest gold CoT (162 tokens; tests/test_tasks_contract.py)
     reuse_evals_from: str = ""  # an earlier compare's OUT: its evaluation of the same model on byte-identical test sets is copied, not redone
@@ -109,6 +111,9 @@ class CompareConfig:
             raise ValueError(f"need 0 < stage1 < n_train (got stage1={self.stage1}, n_train={self.n_train})")
         if self.sft_epochs <= 0 or self.stage1_epochs < 0:
             raise ValueError(f"need sft_epochs > 0 and stage1_epochs >= 0 (0: sft_epochs), got {self.sft_epochs} and {self.stage1_epochs}")
+        unknown = sorted(set(self.grpo_rewards) - set(REWARDS))
+        if unknown:
+            raise ValueError(f"unknown grpo_rewards {', '.join(unknown)}; choose from {', '.join(REWARDS)}")
         if self.n_eval < 1 or self.grpo_steps < 0 or self.grpo_prompts < 1 or self.checkpoint_steps < 1:
             raise ValueError("need n_eval >= 1, grpo_steps >= 0, grpo_prompts >= 1, checkpoint_steps >= 1")
 
@@ -172,7 +177,7 @@ def _sft(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: P
 
 
 def _grpo(config: CompareConfig, task: Task, model: Path, train_dir: Path, out: Path, offset: int, limit: int) -> Path:
-    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, logging_steps=5, **_checkpointing(config, out))
+    settings = dict(model=str(model), output_dir=str(out), task=task.name, data=str(train_dir), data_offset=offset, data_limit=limit, max_steps=config.grpo_steps or -1, learning_rate=config.grpo_learning_rate, rewards=dict(config.grpo_rewards), prompts_per_device=config.grpo_prompts, num_generations=config.num_generations, max_completion_length=config.max_new_tokens, seed=config.seed, logging_steps=5, **_checkpointing(config, out))
     stage_config = build(grpo.GRPOStageConfig, settings)
     resolved = {"rewards": grpo.reward_weights(stage_config, task)}
     return out if _linked_earlier(stage_config, config.reuse_models_from, **resolved) or _trained_with(stage_config, **resolved) else grpo.run(_resumable(stage_config, **resolved))
@@ -282,7 +287,7 @@ def _grpo_exposure(model_dir: Path) -> dict:
     stage = json.loads(files[0].read_text())
     steps = json.loads(files[1].read_text())["global_step"]
     prompts = steps * stage["prompts_per_device"] * stage["gradient_accumulation_steps"]  # one process, as compare runs
-    return {"steps": steps, "prompts_per_step": prompts // max(steps, 1), "completions_per_prompt": stage["num_generations"], "prompts_seen": prompts, "distinct_records": min(prompts, stage["records"]), "records": stage["records"], "learning_rate": stage["learning_rate"]}
+    return {"steps": steps, "prompts_per_step": prompts // max(steps, 1), "completions_per_prompt": stage["num_generations"], "prompts_seen": prompts, "distinct_records": min(prompts, stage["records"]), "records": stage["records"], "learning_rate": stage["learning_rate"], "rewards": stage.get("rewards", {})}
 
 
 BOOKKEEPING = ("output_dir", "logging_steps", "save_steps", "report_to", "resume", "log_completions")  # settings that do not change the model
@@ -420,7 +425,7 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
                "an interval that holds 0 is no difference):\n\n" + markdown_table(pair_header, pair_cells))
     for name, seen in result.get("grpo", {}).items():
         md += (f"\n{TITLES[name]}'s GRPO: {seen['steps']} steps x {seen['prompts_per_step']} prompts x {seen['completions_per_prompt']} completions, "
-               f"lr {seen['learning_rate']}: {seen['prompts_seen']} prompts seen, {seen['distinct_records']} distinct of its {seen['records']} records.\n")
+               f"lr {seen['learning_rate']}{_rewards_text(seen)}: {seen['prompts_seen']} prompts seen, {seen['distinct_records']} distinct of its {seen['records']} records.\n")
     atomic_write_text(out / "results.md", md + f"\nWall time: {result['total_s']} s.\n")
     atomic_write_json(out / "results.json", result)
     buf = io.StringIO()
@@ -450,6 +455,12 @@ def _csv_lines(rows: list[tuple[str, dict]], splits: list[str]) -> list[list]:
         lines.append([title, "AVG", "all", n_all, row["average"], *(row["average_ci95"] or ["", ""]), row.get("average_ci_method", "")])
         lines.append([title, "OOD AVG", "all", n_shift, row["shift_average"], *(row["shift_average_ci95"] or ["", ""]), row.get("shift_average_ci_method", "")])
     return lines
+
+
+def _rewards_text(seen: dict) -> str:
+    """", rewards format 1 + accuracy 1" for a GRPO row's summary line (empty if not recorded)."""
+    rewards = seen.get("rewards") or {}
+    return ", rewards " + " + ".join(f"{name} {weight:g}" for name, weight in rewards.items()) if rewards else ""
 
 
 def _groups(row: dict, splits: list[str]) -> list[tuple[str, str]]:
