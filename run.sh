@@ -11,6 +11,6 @@ case "${1:-}" in
     test) shift
         # headless Chromium for the report's browser test; without one the test skips, saying why
         if browser=$(bash scripts/install_browser.sh); then export REASONRFT_CHROMIUM="$browser"; else export REASONRFT_CHROMIUM_SKIP="$browser"; fi
-        exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout 900 "$@" ;;
+        exec .venv/bin/python -m pytest -q -p no:cacheprovider --timeout 900 --durations=10 "$@" ;;
     *) echo "usage: ./run.sh demo|test [args]" >&2; exit 2 ;;
 esac
