@@ -98,3 +98,11 @@ def test_data_efficiency_draws_intervals_and_the_most_frequent_answer(tmp_path, 
         segments = [seg.tolist() for seg in bars.get_segments()]
         lo, hi = summary["200"]["reason-rft"][f"{key}_ci95"]
         assert segments[0] == [[200, lo], [200, hi]] and len(segments) == 2
+
+
+def test_every_reward_has_a_training_curve_panel():
+    from reasonrft.plots import CURVES
+    from reasonrft.rewards import REWARDS
+
+    panels = {key for key, _ in CURVES}
+    assert {f"rewards/{name}_reward/mean" for name in REWARDS} <= panels

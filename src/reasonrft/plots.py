@@ -10,6 +10,7 @@ from typing import Any
 # Curves worth a panel each, in order, when the log has them: (log key, panel title).
 CURVES = (
     ("rewards/format_reward/mean", "format reward"),
+    ("rewards/strict_format_reward/mean", "strict format reward"),
     ("rewards/accuracy_reward/mean", "accuracy reward"),
     ("rewards/math_accuracy_reward/mean", "math accuracy reward"),
     ("rewards/func_accuracy_reward/mean", "function accuracy reward"),
