@@ -282,3 +282,11 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
     "full_func_accuracy": full_func_accuracy_reward,
 }
 """Rewards by the names that configs use (``rewards: {format: 1.0, accuracy: 1.0}``)."""
+
+
+def check_known(names: Iterable[str], what: str) -> None:
+    """Raise a one-line ValueError naming every name in ``names`` that is not in ``REWARDS``
+    (``what``: how the config calls them, e.g. "reward(s)" or "grpo_rewards")."""
+    unknown = sorted(set(names) - set(REWARDS))
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(REWARDS)}")

@@ -61,7 +61,7 @@ from reasonrft.config import build, to_dict
 from reasonrft.errors import UserError
 from reasonrft.io import atomic_dir, atomic_write_json, atomic_write_text
 from reasonrft.report import markdown_table
-from reasonrft.rewards import REWARDS
+from reasonrft.rewards import check_known
 from reasonrft.stages import evaluate, grpo, sft
 from reasonrft.tasks import Task, get_task
 
@@ -111,9 +111,7 @@ class CompareConfig:
             raise ValueError(f"need 0 < stage1 < n_train (got stage1={self.stage1}, n_train={self.n_train})")
         if self.sft_epochs <= 0 or self.stage1_epochs < 0:
             raise ValueError(f"need sft_epochs > 0 and stage1_epochs >= 0 (0: sft_epochs), got {self.sft_epochs} and {self.stage1_epochs}")
-        unknown = sorted(set(self.grpo_rewards) - set(REWARDS))
-        if unknown:
-            raise ValueError(f"unknown grpo_rewards {', '.join(unknown)}; choose from {', '.join(REWARDS)}")
+        check_known(self.grpo_rewards, "grpo_rewards")
         if self.n_eval < 1 or self.grpo_steps < 0 or self.grpo_prompts < 1 or self.checkpoint_steps < 1:
             raise ValueError("need n_eval >= 1, grpo_steps >= 0, grpo_prompts >= 1, checkpoint_steps >= 1")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from reasonrft import data, lora_rollouts, modeling, shared_prefix, vision_dedup
 from reasonrft.config import to_dict
 from reasonrft.errors import UserError
-from reasonrft.rewards import REWARDS
+from reasonrft.rewards import REWARDS, check_known
 from reasonrft.stages.common import TrainingConfig, freeze_vision, is_main_process, load_training_model, lora_config, main_process_first, on_gpu, resume_checkpoint, save_final, saved_dtype, source_dtype, trainer_common_args
 
 
@@ -70,9 +70,7 @@ class GRPOStageConfig(TrainingConfig):
             raise ValueError("need beta >= 0, temperature > 0 and 0 < top_p <= 1")
         if self.loss_type not in ("grpo", "dr_grpo", "dapo", "bnpo"):
             raise ValueError(f"loss_type must be one of grpo, dr_grpo, dapo, bnpo; got {self.loss_type!r}")
-        unknown = sorted(set(self.rewards) - set(REWARDS))
-        if unknown:
-            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; choose from {', '.join(REWARDS)}")
+        check_known(self.rewards, "reward(s)")
         if self.max_completion_length < 1 or self.prompts_per_device < 1:
             raise ValueError("max_completion_length and prompts_per_device must be >= 1")
 
