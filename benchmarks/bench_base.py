@@ -7,9 +7,10 @@ all held out from pretraining and none a task's own question type.
 
 Greedy decoding, bare prompts. One JSON line per skill (its 95% Wilson interval over items:
 at n = 100 about +-10 points around 50%, so compare models at n = 300 or more; chance where it
-exists, and
-``majority``: the score of always giving the skill's most frequent answer), then one for the
-mean over skills. Default model: the shipped base.
+exists; ``majority``: the score of always giving the skill's most frequent answer; for the
+list-valued skills, ``partial``: the partial credit of ``base_skills.partial_scores``, and
+``partial_majority``: the most frequent answer's), then one for the mean over skills.
+Default model: the shipped base.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import time
 
 from reasonrft import modeling, stats
-from reasonrft.base_skills import CHANCE, SKILLS, measure
+from reasonrft.base_skills import CHANCE, LIST_SKILLS, SKILLS, measure, partial_scores
 from reasonrft.io import portable_path
 
 
@@ -37,12 +38,22 @@ def run(model_dir: str, n: int, skills: list[str], batch_size: int = 16) -> list
         line = {"model": portable_path(model_dir), "skill": skill, "n": n, "accuracy": round(100 * sum(values) / n, 1), "ci95": [round(100 * low, 1), round(100 * high, 1)] if low is not None else None, "seconds": round(time.time() - started, 1), "example": [records[0].answer, predictions[0]]}
         if skill in CHANCE:
             line["chance"] = round(100 * CHANCE[skill], 1)
+        most_frequent = collections.Counter(r.answer for r in records).most_common(1)[0][0]
         if skill != "format":  # the score of always giving the skill's most frequent answer
-            line["majority"] = round(100 * collections.Counter(r.answer for r in records).most_common(1)[0][1] / n, 1)
+            line["majority"] = round(100 * sum(r.answer == most_frequent for r in records) / n, 1)
+        if skill in LIST_SKILLS:  # partial credit, the model's and the most frequent answer's
+            line["partial"] = mean_partial(skill, predictions, records)
+            line["partial_majority"] = mean_partial(skill, [most_frequent] * n, records)
         print(json.dumps(line), flush=True)
         lines.append(line)
     print(json.dumps({"model": portable_path(model_dir), "skill": "mean", "n": n * len(lines), "accuracy": round(sum(l["accuracy"] for l in lines) / len(lines), 1)}), flush=True)
     return lines
+
+
+def mean_partial(skill: str, predictions: list[str], records: list) -> dict[str, float]:
+    """``base_skills.partial_scores`` averaged over the items, in percent."""
+    scores = [partial_scores(skill, p, r) for p, r in zip(predictions, records)]
+    return {key: round(100 * sum(s[key] for s in scores) / len(scores), 1) for key in scores[0]}
 
 
 def main() -> None:

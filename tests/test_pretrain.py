@@ -497,6 +497,31 @@ def test_benchmark_items_are_held_out_and_rebuild_alone(skill_records):
     assert all(r.meta.get("format") for r in bench.skill_records("format", 4))
 
 
+def test_partial_credit_on_list_skills_separates_length_items_and_attributes():
+    """Gold answers score 1.0 on every partial measure; the right number of wrong labels gets
+    the length only; a two-image answer with one object wrong by one word keeps the rest."""
+    from reasonrft import base_skills as bench
+
+    for skill in bench.LIST_SKILLS:
+        for record in bench.skill_records(skill, 4):
+            assert set(bench.partial_scores(skill, record.answer, record).values()) == {1.0}, (skill, record.answer)
+            assert bench.partial_scores(skill, "", record)["item_f1"] == 0.0
+    labels = bench.skill_records("diagram/labels", 1)[0]
+    wrong = ", ".join("Z" * (i + 2) for i in range(len(labels.answer.split(", "))))
+    assert bench.partial_scores("diagram/labels", wrong, labels) == {"item_f1": 0.0, "length_right": 1.0}
+    half = labels.answer.split(", ")[:1]
+    assert bench.partial_scores("diagram/labels", f"<think>x</think><answer>{half[0]}</answer>", labels)["item_f1"] == pytest.approx(2 / (1 + len(labels.answer.split(", "))))
+    pair = bench.skill_records("two_images", 1)[0]
+    first, second = bench.answer_lists("two_images", pair.answer)
+    changed = first[0].split()
+    changed[1] = "teal" if changed[1] != "teal" else "gold"
+    prediction = "Image 1: " + ", ".join([" ".join(changed), *first[1:]]) + ". Image 2: " + ", ".join(second) + "."
+    scores = bench.partial_scores("two_images", prediction, pair)
+    n_objects, n_words = len(first) + len(second), sum(len(o.split()) for o in first + second)
+    assert scores == pytest.approx({"item_f1": (n_objects - 1) / n_objects, "length_right": 1.0, "attributes_right": (n_words - 1) / n_words})
+    assert bench.partial_scores("two_images", "Image 2: " + ", ".join(second) + ".", pair)["length_right"] == 0.0  # image 1 missing
+
+
 def test_cell_targets_follow_the_scene():
     near = counting.Obj("cube", "red", "large", "metal", x=0.0, z=0.9)
     far = counting.Obj("sphere", "blue", "large", "rubber", x=0.05, z=0.8)

@@ -17,9 +17,17 @@ type (no add/subtract programs, no geometry to solve, no transformation program)
 - ``arithmetic/sum_difference`` (up to 30), ``arithmetic/product_quotient_square_root``;
 - ``copy``: a phrase of the question repeated exactly;
 - ``format``: asked for the think/answer format (items of every kind), the completion has it.
+
+The list-valued skills (diagram labels and numbers, two-image descriptions) also get partial
+credit (``partial_scores``), since exact match on a list of 3-8 items hides what a model
+reads: how many of the items it names (F1 over the multiset), whether it has the list's
+length, and for the two images how many attribute words sit on the right object.
 """
 
 from __future__ import annotations
+
+import collections
+import re
 
 from reasonrft import rewards
 from reasonrft.data import Record
@@ -74,6 +82,42 @@ def score(skill: str, prediction: str, record: Record) -> float:
     if skill == "format":
         return rewards.format_score(prediction)
     return get_task("perception").score(prediction, record.answer)
+
+
+LIST_SKILLS = ("diagram/labels", "diagram/numbers", "two_images")
+_IMAGE_HEADER = re.compile(r"Image (\d+):")
+
+
+def answer_lists(skill: str, text: str) -> list[list[str]]:
+    """The items of a list answer, one list per image (diagrams: one list): ``"G, J, K"`` ->
+    ``[["G", "J", "K"]]``; ``"Image 1: a, b. Image 2: c."`` -> ``[["a", "b"], ["c"]]``."""
+    text = rewards.extract_answer(text)
+    if skill != "two_images":
+        return [[item.strip() for item in text.split(",") if item.strip()]]
+    parts = _IMAGE_HEADER.split(text)  # [before, "1", first image's text, "2", second's, ...]
+    lists: dict[int, list[str]] = {}
+    for number, body in zip(parts[1::2], parts[2::2]):
+        lists.setdefault(int(number), [item.strip(" .") for item in body.split(",") if item.strip(" .")])
+    return [lists.get(k, []) for k in (1, 2)]
+
+
+def partial_scores(skill: str, prediction: str, record: Record) -> dict[str, float]:
+    """Partial credit on a list-valued skill, each in [0, 1] and 1.0 for the gold answer:
+    ``item_f1`` (F1 of the predicted items against the gold's, as multisets; for two images an
+    item is an object phrase of its image), ``length_right`` (every list has the gold's
+    length) and, for two images, ``attributes_right`` (of the gold objects' attribute words,
+    the share the predicted object at the same place in the same image has at the same place)."""
+    gold, predicted = answer_lists(skill, record.answer), answer_lists(skill, prediction)
+    gold_items = collections.Counter((k, item) for k, items in enumerate(gold) for item in items)
+    predicted_items = collections.Counter((k, item) for k, items in enumerate(predicted) for item in items)
+    matched = sum((gold_items & predicted_items).values())
+    f1 = 2 * matched / (sum(gold_items.values()) + sum(predicted_items.values())) if matched else 0.0
+    scores = {"item_f1": f1, "length_right": float(all(len(g) == len(p) for g, p in zip(gold, predicted)))}
+    if skill == "two_images":
+        words = [(g.split(), p[i].split() if i < len(p) else []) for g, p in zip(gold, predicted) for i, g in enumerate(g)]
+        total = sum(len(g) for g, _ in words)
+        scores["attributes_right"] = sum(a == b for g, p in words for a, b in zip(g, p)) / total if total else 0.0
+    return scores
 
 
 def measure(model, processor, model_dir: str, skill: str, n: int, batch_size: int = 16) -> tuple[list[Record], list[str], list[float]]:
