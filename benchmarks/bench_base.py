@@ -8,8 +8,8 @@ all held out from pretraining and none a task's own question type.
 Greedy decoding, bare prompts. One JSON line per skill (its 95% Wilson interval over items:
 at n = 100 about +-10 points around 50%, so compare models at n = 300 or more; chance where it
 exists; ``majority``: the score of always giving the skill's most frequent answer; for the
-list-valued skills, ``partial``: the partial credit of ``base_skills.partial_scores``, and
-``partial_majority``: the most frequent answer's), then one for the mean over skills.
+list-valued skills, ``partial``: the partial credit of ``base_skills.partial_scores``, with
+``partial_ci95``, and ``partial_majority``: the most frequent answer's), then one for the mean over skills.
 Default model: the shipped base.
 """
 
@@ -43,6 +43,7 @@ def run(model_dir: str, n: int, skills: list[str], batch_size: int = 16) -> list
             line["majority"] = round(100 * sum(r.answer == most_frequent for r in records) / n, 1)
         if skill in LIST_SKILLS:  # partial credit, the model's and the most frequent answer's
             line["partial"] = mean_partial(skill, predictions, records)
+            line["partial_ci95"] = partial_intervals(skill, predictions, records)
             line["partial_majority"] = mean_partial(skill, [most_frequent] * n, records)
         print(json.dumps(line), flush=True)
         lines.append(line)
@@ -54,6 +55,13 @@ def mean_partial(skill: str, predictions: list[str], records: list) -> dict[str,
     """``base_skills.partial_scores`` averaged over the items, in percent."""
     scores = [partial_scores(skill, p, r) for p, r in zip(predictions, records)]
     return {key: round(100 * sum(s[key] for s in scores) / len(scores), 1) for key in scores[0]}
+
+
+def partial_intervals(skill: str, predictions: list[str], records: list) -> dict[str, list[float]]:
+    """The 95% interval over items of each partial measure, in percent (Wilson for 0/1
+    measures, else a seeded bootstrap): ``stats.accuracy_interval``."""
+    scores = [partial_scores(skill, p, r) for p, r in zip(predictions, records)]
+    return {key: [round(v, 1) for v in stats.accuracy_interval([s[key] for s in scores])["ci95"]] for key in scores[0]}
 
 
 def main() -> None:
