@@ -522,6 +522,38 @@ def test_partial_credit_on_list_skills_separates_length_items_and_attributes():
     assert bench.partial_scores("two_images", "Image 2: " + ", ".join(second) + ".", pair)["length_right"] == 0.0  # image 1 missing
 
 
+def test_the_diagram_probe_reads_labels_that_are_plainly_in_the_features(monkeypatch):
+    """``benchmarks/probe_diagram_features.py`` says whether a base's vision outputs hold a
+    diagram's point labels; its reader must find labels that are plainly there (one channel per
+    letter, raised at one random cell per label, in noise), and its scores are the benchmark's."""
+    import importlib
+    import pathlib
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    probe = importlib.import_module("probe_diagram_features")
+    generator = torch.Generator().manual_seed(0)
+    letters = probe.LETTERS
+
+    def oracle(n: int):
+        x, sets = 0.1 * torch.randn(n, 64, 32, generator=generator), []
+        for i in range(n):
+            chosen = torch.randperm(len(letters), generator=generator)[: int(torch.randint(3, 6, (1,), generator=generator))]
+            for k in chosen.tolist():
+                x[i, int(torch.randint(0, 64, (1,), generator=generator)), k] += 1.0
+            sets.append({letters[k] for k in chosen.tolist()})
+        return x, sets
+
+    (x_train, train_sets), (x_test, test_sets) = oracle(1500), oracle(100)
+    reader = probe.train_reader(x_train, probe.multi_hot(train_sets), epochs=20, seed=0)
+    with torch.no_grad():
+        predicted = [{l for l, on in zip(letters, row) if on} for row in (reader(x_test) > 0).tolist()]
+    result = probe.scored(predicted, test_sets)
+    assert result["item_f1"]["accuracy"] >= 95 and result["set_exact"]["accuracy"] >= 80, result
+    assert probe.scored([{"A"}, {"B", "C"}], [{"A"}, {"C", "D"}])["item_f1"]["accuracy"] == 75.0  # 1.0 and 0.5, as bench_base's F1
+
+
 def test_cell_targets_follow_the_scene():
     near = counting.Obj("cube", "red", "large", "metal", x=0.0, z=0.9)
     far = counting.Obj("sphere", "blue", "large", "rubber", x=0.05, z=0.8)
