@@ -42,26 +42,24 @@ def run(model_dir: str, n: int, skills: list[str], batch_size: int = 16) -> list
         if skill != "format":  # the score of always giving the skill's most frequent answer
             line["majority"] = round(100 * sum(r.answer == most_frequent for r in records) / n, 1)
         if skill in LIST_SKILLS:  # partial credit, the model's and the most frequent answer's
-            line["partial"] = mean_partial(skill, predictions, records)
-            line["partial_ci95"] = partial_intervals(skill, predictions, records)
-            line["partial_majority"] = mean_partial(skill, [most_frequent] * n, records)
+            line["partial"], line["partial_ci95"] = mean_partial(skill, predictions, records)
+            line["partial_majority"] = mean_partial(skill, [most_frequent] * n, records)[0]
         print(json.dumps(line), flush=True)
         lines.append(line)
     print(json.dumps({"model": portable_path(model_dir), "skill": "mean", "n": n * len(lines), "accuracy": round(sum(l["accuracy"] for l in lines) / len(lines), 1)}), flush=True)
     return lines
 
 
-def mean_partial(skill: str, predictions: list[str], records: list) -> dict[str, float]:
-    """``base_skills.partial_scores`` averaged over the items, in percent."""
+def mean_partial(skill: str, predictions: list[str], records: list) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """``base_skills.partial_scores`` averaged over the items, in percent, and each measure's 95%
+    interval over items (Wilson for 0/1 measures, else a seeded bootstrap: ``stats.accuracy_interval``)."""
     scores = [partial_scores(skill, p, r) for p, r in zip(predictions, records)]
-    return {key: round(100 * sum(s[key] for s in scores) / len(scores), 1) for key in scores[0]}
-
-
-def partial_intervals(skill: str, predictions: list[str], records: list) -> dict[str, list[float]]:
-    """The 95% interval over items of each partial measure, in percent (Wilson for 0/1
-    measures, else a seeded bootstrap): ``stats.accuracy_interval``."""
-    scores = [partial_scores(skill, p, r) for p, r in zip(predictions, records)]
-    return {key: [round(v, 1) for v in stats.accuracy_interval([s[key] for s in scores])["ci95"]] for key in scores[0]}
+    means, intervals = {}, {}
+    for key in scores[0]:
+        values = [s[key] for s in scores]
+        means[key] = round(100 * sum(values) / len(values), 1)
+        intervals[key] = [round(v, 1) for v in stats.accuracy_interval(values)["ci95"]]
+    return means, intervals
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ import time
 from probe_count_features import features, standardizer  # benchmarks/, beside this file
 
 from reasonrft import modeling, stats
+from reasonrft.base_skills import item_f1
 from reasonrft.io import portable_path
 from reasonrft.tasks import geometry_families, perception
 
@@ -49,10 +50,13 @@ def multi_hot(label_sets: list[set]):
     return torch.tensor([[float(letter in labels) for letter in LETTERS] for labels in label_sets])
 
 
-def train_reader(x_train, y_train, epochs: int, seed: int, kind: str = "linear", lr: float = 1e-2):
+READER_LR = {"linear": 1e-2, "mlp": 3e-3}
+
+
+def train_reader(x_train, y_train, epochs: int, seed: int, kind: str = "linear", lr: float | None = None):
     """A scorer of every letter on each (standardised) vector, max-pooled over the vectors: a
     letter is present if some cell shows it. ``linear``: one linear layer, as the dense phase's
-    heads; ``mlp``: a hidden layer of the vectors' width first, at lr 3e-3. On the oracle of
+    heads; ``mlp``: a hidden layer of the vectors' width first (``lr``: ``READER_LR[kind]``). On the oracle of
     ``tests/test_pretrain.py`` (one channel per letter) the linear reader fits 100% and the MLP
     38-59%; on a tower's real features the MLP reads more (docs/results.md 4.1): report both."""
     import torch
@@ -74,7 +78,7 @@ def train_reader(x_train, y_train, epochs: int, seed: int, kind: str = "linear",
 
     reader = CellMax()
     steps = epochs * ((len(x_train) + 63) // 64)
-    optimizer = torch.optim.Adam(reader.parameters(), lr=3e-3 if kind == "mlp" else lr)
+    optimizer = torch.optim.Adam(reader.parameters(), lr=lr or READER_LR[kind])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 5 * (1 - step / steps)))  # flat, then down to 0 over the last fifth
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -89,7 +93,7 @@ def train_reader(x_train, y_train, epochs: int, seed: int, kind: str = "linear",
 
 def scored(predicted: list[set], gold: list[set]) -> dict:
     exact = [float(p == g) for p, g in zip(predicted, gold)]
-    f1 = [2 * len(p & g) / (len(p) + len(g)) if p & g else 0.0 for p, g in zip(predicted, gold)]
+    f1 = [item_f1(g, p) for p, g in zip(predicted, gold)]
     return {"set_exact": stats.accuracy_interval(exact), "item_f1": stats.accuracy_interval(f1)}
 
 
@@ -121,6 +125,7 @@ def main() -> None:
         result = {"model": portable_path(args.model), "reader": kind, "n_train": args.n_train, "n_test": args.n_test, "epochs": args.epochs,
                   **scored(predicted, [labels for _, labels in test]), "features_s": extracted, "train_s": round(time.time() - t0, 1)}
         print(json.dumps(result), flush=True)
+
 
 if __name__ == "__main__":
     main()

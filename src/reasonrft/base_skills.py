@@ -108,16 +108,21 @@ def partial_scores(skill: str, prediction: str, record: Record) -> dict[str, flo
     length) and, for two images, ``attributes_right`` (of the gold objects' attribute words,
     the share the predicted object at the same place in the same image has at the same place)."""
     gold, predicted = answer_lists(skill, record.answer), answer_lists(skill, prediction)
-    gold_items = collections.Counter((k, item) for k, items in enumerate(gold) for item in items)
-    predicted_items = collections.Counter((k, item) for k, items in enumerate(predicted) for item in items)
-    matched = sum((gold_items & predicted_items).values())
-    f1 = 2 * matched / (sum(gold_items.values()) + sum(predicted_items.values())) if matched else 0.0
-    scores = {"item_f1": f1, "length_right": float(all(len(g) == len(p) for g, p in zip(gold, predicted)))}
+    gold_items = [(k, item) for k, items in enumerate(gold) for item in items]  # an item is tagged by its image
+    predicted_items = [(k, item) for k, items in enumerate(predicted) for item in items]
+    scores = {"item_f1": item_f1(gold_items, predicted_items), "length_right": float(all(len(g) == len(p) for g, p in zip(gold, predicted)))}
     if skill == "two_images":
-        words = [(g.split(), p[i].split() if i < len(p) else []) for g, p in zip(gold, predicted) for i, g in enumerate(g)]
-        total = sum(len(g) for g, _ in words)
-        scores["attributes_right"] = sum(a == b for g, p in words for a, b in zip(g, p)) / total if total else 0.0
+        pairs = [(phrase.split(), guesses[i].split() if i < len(guesses) else []) for phrases, guesses in zip(gold, predicted) for i, phrase in enumerate(phrases)]
+        total = sum(len(words) for words, _ in pairs)
+        scores["attributes_right"] = sum(a == b for words, guess in pairs for a, b in zip(words, guess)) / total if total else 0.0
     return scores
+
+
+def item_f1(gold, predicted) -> float:
+    """F1 of the ``predicted`` items against the ``gold`` ones, as multisets (0.0 if none match)."""
+    gold, predicted = collections.Counter(gold), collections.Counter(predicted)
+    matched = sum((gold & predicted).values())
+    return 2 * matched / (sum(gold.values()) + sum(predicted.values())) if matched else 0.0
 
 
 def measure(model, processor, model_dir: str, skill: str, n: int, batch_size: int = 16) -> tuple[list[Record], list[str], list[float]]:
