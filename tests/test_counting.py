@@ -186,3 +186,41 @@ def test_probe_count_readers_learn_a_count_that_the_features_hold():
         accuracy[kind] = result["accuracy"]
     assert accuracy["cell_sum"] >= 95, accuracy  # counting cell by cell finds every marked cell
     assert 30 <= accuracy["mean_mlp"] <= 75, accuracy  # the mean keeps the count only up to its noise (about half exact)
+
+
+def test_filtered_count_probe_reads_a_filtered_count_that_the_features_hold(monkeypatch):
+    """``benchmarks/probe_filtered_count_features.py`` says whether a base's vision outputs hold
+    "how many large green objects"; its reader, given the filter, must count what is plainly
+    there (one channel per attribute value, raised at each object's cell, in noise), and the
+    twin reader that is not given the filter must not."""
+    import importlib
+    import pathlib
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    probe = importlib.import_module("probe_filtered_count_features")
+    generator, rng = torch.Generator().manual_seed(0), random.Random(0)
+
+    def oracle(n: int, cells: int = 16):
+        x, filters, answers = 0.1 * torch.randn(n, cells, 20, generator=generator), [], []
+        for i in range(n):
+            scene = [{name: rng.choice(counting.VALUES[name]) for name in counting.ATTRIBUTES} for _ in range(rng.randint(3, 13))]
+            for cell, obj in zip(rng.sample(range(cells), len(scene)), scene):
+                for pair in obj.items():
+                    x[i, cell, probe.VALUES.index(pair)] += 1.0
+            source = rng.choice(scene)
+            flt = tuple((name, source[name]) for name in sorted(rng.sample(counting.ATTRIBUTES, rng.choice((1, 2))), key=counting.ATTRIBUTES.index))
+            filters.append(flt)
+            answers.append(sum(all(obj[name] == value for name, value in flt) for obj in scene))
+        return x, filters, answers
+
+    (x_train, f_train, y_train), (x_test, f_test, y_test) = oracle(2000), oracle(200)
+    accuracy = {}
+    for conditioned in (True, False):
+        reader = probe.train_reader(x_train, probe.filter_code(f_train), torch.tensor(y_train), epochs=40, seed=0, conditioned=conditioned)
+        result = probe.scored(probe.predict(reader, x_test, probe.filter_code(f_test)), y_test, f_test)
+        assert result["count_filtered/1"]["n"] + result["count_filtered/2"]["n"] == 200
+        accuracy[conditioned] = min(result["count_filtered/1"]["accuracy"], result["count_filtered/2"]["accuracy"])
+    assert accuracy[True] >= 90, accuracy  # given the filter, every matching cell is found
+    assert accuracy[False] <= 50, accuracy  # without it, a count of all objects is mostly wrong
