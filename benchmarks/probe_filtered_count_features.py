@@ -63,9 +63,11 @@ def filter_code(filters: list[tuple]):
     return torch.tensor([[float(pair in flt) for pair in VALUES] for flt in filters])
 
 
-def train_reader(x_train, f_train, y_train, epochs: int, seed: int, conditioned: bool = True, lr: float = 3e-3):
+def train_reader(x_train, f_train, y_train, epochs: int, seed: int, conditioned: bool = True, lr: float = 1e-3):
     """The per-vector reader (module docstring) trained by squared error on the filtered count;
-    not ``conditioned``: given an empty filter, so it counts all objects (the floor)."""
+    not ``conditioned``: given an empty filter, so it counts all objects (the floor). ``lr``
+    1e-3: at 3e-3 a fit on N4g's features stalled at 68% of its own training items where
+    another initialisation reached 96%; at 1e-3 it reached 99%."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F

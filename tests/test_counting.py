@@ -218,7 +218,7 @@ def test_filtered_count_probe_reads_a_filtered_count_that_the_features_hold(monk
     (x_train, f_train, y_train), (x_test, f_test, y_test) = oracle(2000), oracle(200)
     accuracy = {}
     for conditioned in (True, False):
-        reader = probe.train_reader(x_train, probe.filter_code(f_train), torch.tensor(y_train), epochs=40, seed=0, conditioned=conditioned)
+        reader = probe.train_reader(x_train, probe.filter_code(f_train), torch.tensor(y_train), epochs=80, seed=0, conditioned=conditioned)
         result = probe.scored(probe.predict(reader, x_test, probe.filter_code(f_test)), y_test, f_test)
         assert result["count_filtered/1"]["n"] + result["count_filtered/2"]["n"] == 200
         accuracy[conditioned] = min(result["count_filtered/1"]["accuracy"], result["count_filtered/2"]["accuracy"])

@@ -5,7 +5,9 @@ scene says which object covers each merged patch (a 28 x 28 px cell of a 224 px 
 tower's 8 x 8 merged outputs), so a temporary head on those outputs can learn, for every
 cell, whether an object covers it and that object's colour, shape, size and material, and
 how many object centres it holds; a second head reads the number of objects off the mean of
-the cells. On structure diagrams (a fraction ``diagram_fraction`` of the images) the cell
+the cells, and with ``filtered_counts`` a third reads off it, for every attribute value and
+every pair of values of two attributes, how many objects have it (87 counts: "how many large
+green objects" is then in the features for the language model to read, as the count is). On structure diagrams (a fraction ``diagram_fraction`` of the images) the cell
 targets are the characters of the label or number drawn there. Both heads are dropped afterwards: only the vision tower (and its merger) keeps
 what it learned, and the saved model is a plain ``Qwen2VLForConditionalGeneration``. The
 language model then learns to read those features (answer-only SFT, ``stages/pretrain``).
@@ -41,6 +43,9 @@ TEXT_SLOTS = 5  # characters of the text centred in a cell ("12.5°" is five)
 MAX_CENTRES = 2  # centres per cell, classes 0, 1, 2+
 MAX_COUNT = 13
 IGNORE = -100
+VALUE_FILTERS = [((name, value),) for name in counting.ATTRIBUTES for value in counting.VALUES[name]] + [
+    ((first, a), (second, b)) for i, first in enumerate(counting.ATTRIBUTES) for second in counting.ATTRIBUTES[i + 1 :]
+    for a in counting.VALUES[first] for b in counting.VALUES[second]]  # 15 values and 72 pairs: the filters the filtered-count head counts
 CHECKPOINT = "dense-checkpoint.pt"
 LOG = "dense-log.jsonl"
 
@@ -61,6 +66,7 @@ class DenseConfig:
     eval_images: int = 64
     seed: int = 0
     workers: int = 0  # processes rendering batches ahead of the training step (0: the training process)
+    filtered_counts: bool = False  # a head on the mean cell counting the objects of each of VALUE_FILTERS
 
 
 # --------------------------------------------------------------------------- targets
@@ -130,10 +136,11 @@ def recorded_texts():
         geometry_draw._Canvas.text = original
 
 
-def scene_item(split: str, seed: int, step: int, i: int, max_objects: int, image_size: int = 224, diagram_fraction: float = 0.0):
+def scene_item(split: str, seed: int, step: int, i: int, max_objects: int, image_size: int = 224, diagram_fraction: float = 0.0, filtered_counts: bool = False):
     """Image, per-cell targets and object count of item ``i`` of batch ``step``: a counting-style
     scene of 1 to ``max_objects`` objects, or (``diagram_fraction`` of items) a structure diagram
-    with its character targets. Targets a kind of image does not have are IGNORE."""
+    with its character targets; with ``filtered_counts``, the targets hold the scene's count of
+    each of ``VALUE_FILTERS`` too. Targets a kind of image does not have are IGNORE."""
     rng = item_rng("dense", split, seed, step * 10_000 + i)
     config = perception.PerceptionConfig(image_size=image_size)
     grid = image_size // 28
@@ -141,6 +148,8 @@ def scene_item(split: str, seed: int, step: int, i: int, max_objects: int, image
         with recorded_texts() as texts:
             (image,), *_ = perception.diagram(config, split, rng)
         targets = {name: np.full(grid * grid, IGNORE, dtype=np.int64) for name in ("present", "centres", *CELL_HEADS)}
+        if filtered_counts:
+            targets["filtered_counts"] = np.full(len(VALUE_FILTERS), IGNORE, dtype=np.int64)
         return image, {**targets, **text_targets(texts, image_size, grid)}, IGNORE
     while True:
         scene = counting.sample_scene(rng, rng.randint(1, max_objects), counting.SHAPES, image_size)
@@ -148,6 +157,8 @@ def scene_item(split: str, seed: int, step: int, i: int, max_objects: int, image
             break
     targets = cell_targets(scene, image_size, grid)
     targets.update({f"char{j}": np.full(grid * grid, IGNORE, dtype=np.int64) for j in range(TEXT_SLOTS)})
+    if filtered_counts:
+        targets["filtered_counts"] = np.array([sum(counting.matches(obj, flt) for obj in scene) for flt in VALUE_FILTERS], dtype=np.int64)
     return counting.render(scene, image_size, "plain"), targets, len(scene)
 
 
@@ -170,7 +181,7 @@ class Batches:
 
     def __getitem__(self, step: int):
         config = self.config
-        items = [scene_item("train", config.seed, step, i, curriculum(step, config), diagram_fraction=config.diagram_fraction) for i in range(config.batch_size)]
+        items = [scene_item("train", config.seed, step, i, curriculum(step, config), diagram_fraction=config.diagram_fraction, filtered_counts=config.filtered_counts) for i in range(config.batch_size)]
         return batch_tensors(self.processor, items)
 
 
@@ -188,15 +199,19 @@ def batches_from(start: int, processor, config: DenseConfig):
 # --------------------------------------------------------------------------- the temporary head
 
 
-def make_head(width: int):
-    """Linear per-cell heads (present, attributes, centres) and an MLP count head on the mean cell."""
+def make_head(width: int, filtered_counts: bool = False):
+    """Linear per-cell heads (present, attributes, centres) and an MLP count head on the mean
+    cell; with ``filtered_counts``, an MLP on the mean cell with a count per ``VALUE_FILTERS``."""
     import torch.nn as nn
 
     cells = nn.ModuleDict({"present": nn.Linear(width, 2), "centres": nn.Linear(width, MAX_CENTRES + 1)})
     cells.update({name: nn.Linear(width, len(values)) for name, values in CELL_HEADS.items()})
     cells.update({f"char{j}": nn.Linear(width, len(CHARACTERS)) for j in range(TEXT_SLOTS)})
     count = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, MAX_COUNT + 1))
-    return nn.ModuleDict({"cells": cells, "count": count})
+    heads = {"cells": cells, "count": count}
+    if filtered_counts:
+        heads["filtered_counts"] = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, len(VALUE_FILTERS) * (MAX_COUNT + 1)))
+    return nn.ModuleDict(heads)
 
 
 def batch_tensors(processor, items):
@@ -213,6 +228,8 @@ def forward(visual, head, pixel_values, grid_thw, batch: int):
     features = visual(pixel_values, grid_thw=grid_thw).pooler_output.view(batch, -1, head["count"][0].in_features)
     logits = {name: layer(features) for name, layer in head["cells"].items()}
     logits["count"] = head["count"](features.mean(1))
+    if "filtered_counts" in head:
+        logits["filtered_counts"] = head["filtered_counts"](features.mean(1)).view(batch, len(VALUE_FILTERS), MAX_COUNT + 1)
     return logits
 
 
@@ -230,10 +247,11 @@ def loss_of(logits, targets):
 
 def evaluate(visual, head, processor, config: DenseConfig) -> dict[str, float]:
     """Held-out accuracy (``test`` scenes of 1-13 objects): per attribute over object cells,
-    ``present`` over all cells, ``count`` exact."""
+    ``present`` over all cells, ``count`` exact, ``filtered_counts`` exact over every filter
+    (most are 0 or 1) and ``filtered_counts_present`` over the filters some object matches."""
     import torch
 
-    items = [scene_item("test", config.seed, 0, i, MAX_COUNT, diagram_fraction=config.diagram_fraction) for i in range(config.eval_images)]
+    items = [scene_item("test", config.seed, 0, i, MAX_COUNT, diagram_fraction=config.diagram_fraction, filtered_counts=config.filtered_counts) for i in range(config.eval_images)]
     pixel_values, grid_thw, targets = batch_tensors(processor, items)
     device = next(visual.parameters()).device
     pixel_values, grid_thw = pixel_values.to(device), grid_thw.to(device)
@@ -250,6 +268,11 @@ def evaluate(visual, head, processor, config: DenseConfig) -> dict[str, float]:
         text_cells = targets["char0"] != IGNORE
         right = torch.stack([logits[f"char{j}"].argmax(-1) == targets[f"char{j}"] for j in range(TEXT_SLOTS)]).all(0)
         result["text"] = round(100 * float(right[text_cells].float().mean()), 1)
+    if "filtered_counts" in logits:
+        target = targets["filtered_counts"]
+        matched = (target != IGNORE) & (target > 0)
+        if matched.any():
+            result["filtered_counts_present"] = round(100 * float((logits["filtered_counts"].argmax(-1)[matched] == target[matched]).float().mean()), 1)
     return result
 
 
@@ -269,7 +292,7 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
     if device == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 matmuls
     visual = model.model.visual.to(device)
-    head = make_head(model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size).to(device)
+    head = make_head(model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size, config.filtered_counts).to(device)
     params = list(visual.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     start = 0

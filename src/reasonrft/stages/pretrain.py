@@ -91,6 +91,7 @@ class PretrainConfig:
     dense_batch_size: int = 16
     dense_curriculum_steps: int = 300  # scenes grow from 1 to 13 objects over these steps
     dense_diagram_fraction: float = 0.0  # images that are diagrams with per-cell character targets
+    dense_filtered_counts: bool = False  # a head counting each attribute value and pair of values in the scene
     # phase 2, the text phase (``text_phase``): arithmetic and copying alone (or ``text_kinds``); 0 steps: none
     text_steps: int = 0
     text_learning_rate: float = 1e-3
@@ -240,7 +241,7 @@ def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
     dense per-patch targets; returns ``WORK/model``, a plain Qwen2-VL directory (the temporary heads stay in
     ``WORK/dense-checkpoint.pt``)."""
     dense = dense_targets.DenseConfig(steps=config.dense_steps, batch_size=config.dense_batch_size, learning_rate=config.dense_learning_rate,
-                                      curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed,
+                                      curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, filtered_counts=config.dense_filtered_counts, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed,
                                       workers=config.workers)
     return _phase(config, init, work, lambda model, processor: dense_targets.train(model, processor, work, dense))
 
