@@ -117,15 +117,27 @@ def train_reader(kind: str, x_train, y_train, epochs: int, seed: int, lr: float 
     # the scale of an object's signal)
     mean, std = x_train.mean((0, 1)), x_train.std((0, 1)) + 1e-6
     reader = torch.nn.Sequential(standardizer(mean, std), make_reader(kind, x_train.shape[-1]))
-    steps = epochs * ((len(x_train) + 63) // 64)
+
+    def batch_loss(index):
+        out, target = reader(x_train[index]), y_train[index]
+        return F.mse_loss(out, target.float()) if kind == "cell_sum" else F.cross_entropy(out, target)
+
+    return fit(reader, batch_loss, len(x_train), epochs, seed, lr)
+
+
+def fit(reader, batch_loss, n_items: int, epochs: int, seed: int, lr: float):
+    """The probes' training loop: ``epochs`` passes over ``n_items`` in shuffled batches of 64,
+    Adam at ``lr``, flat, then down to 0 over the last fifth; ``batch_loss(index)`` gives the
+    loss of the items ``index``. Returns ``reader`` in eval mode."""
+    import torch
+
+    steps = epochs * ((n_items + 63) // 64)
     optimizer = torch.optim.Adam(reader.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 5 * (1 - step / steps)))  # flat, then down to 0 over the last fifth
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 5 * (1 - step / steps)))
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        for index in torch.randperm(len(x_train), generator=generator).split(64):
-            out = reader(x_train[index])
-            target = y_train[index]
-            loss = F.mse_loss(out, target.float()) if kind == "cell_sum" else F.cross_entropy(out, target)
+        for index in torch.randperm(n_items, generator=generator).split(64):
+            loss = batch_loss(index)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

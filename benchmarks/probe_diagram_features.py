@@ -23,7 +23,7 @@ import json
 import random
 import time
 
-from probe_count_features import features, standardizer  # benchmarks/, beside this file
+from probe_count_features import features, fit, standardizer  # benchmarks/, beside this file
 
 from reasonrft import modeling, stats
 from reasonrft.base_skills import item_f1
@@ -77,18 +77,7 @@ def train_reader(x_train, y_train, epochs: int, seed: int, kind: str = "linear",
             return self.net(x).amax(1)
 
     reader = CellMax()
-    steps = epochs * ((len(x_train) + 63) // 64)
-    optimizer = torch.optim.Adam(reader.parameters(), lr=lr or READER_LR[kind])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 5 * (1 - step / steps)))  # flat, then down to 0 over the last fifth
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for index in torch.randperm(len(x_train), generator=generator).split(64):
-            loss = F.binary_cross_entropy_with_logits(reader(x_train[index]), y_train[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return reader.eval()
+    return fit(reader, lambda index: F.binary_cross_entropy_with_logits(reader(x_train[index]), y_train[index]), len(x_train), epochs, seed, lr or READER_LR[kind])
 
 
 def scored(predicted: list[set], gold: list[set]) -> dict:

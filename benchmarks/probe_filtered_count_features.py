@@ -34,7 +34,7 @@ import json
 import random
 import time
 
-from probe_count_features import features, standardizer  # benchmarks/, beside this file
+from probe_count_features import features, fit, standardizer  # benchmarks/, beside this file
 
 from reasonrft import modeling, stats
 from reasonrft.io import portable_path
@@ -91,18 +91,7 @@ def train_reader(x_train, f_train, y_train, epochs: int, seed: int, conditioned:
             return (objects * (log_p * code[:, None, :]).sum(-1).exp()).sum(1)  # objects x P(every named value)
 
     reader = FactoredCellCount()
-    steps = epochs * ((len(x_train) + 63) // 64)
-    optimizer = torch.optim.Adam(reader.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 5 * (1 - step / steps)))  # flat, then down to 0 over the last fifth
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for index in torch.randperm(len(x_train), generator=generator).split(64):
-            loss = F.mse_loss(reader(x_train[index], f_train[index]), y_train[index].float())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return reader.eval()
+    return fit(reader, lambda index: F.mse_loss(reader(x_train[index], f_train[index]), y_train[index].float()), len(x_train), epochs, seed, lr)
 
 
 def predict(reader, x, code) -> list[int]:
