@@ -14,4 +14,6 @@ cd docs/figures && exec ../../.venv/bin/python ../../benchmarks/plot_base_skills
   "M (fresh LM)@332800=base-skills-m3b.jsonl" \
   "N (K4's LM, 4 x 192 tower)@313600=base-skills-k4.jsonl" "N (K4's LM, 4 x 192 tower)@337600=base-skills-n2.jsonl" \
   "N (K4's LM, 4 x 192 tower)@401600=base-skills-n4g-h200.jsonl" "N (K4's LM, 4 x 192 tower)@433600=base-skills-n6.jsonl" \
-  "N7 (N4g + dense diagrams)@401600=base-skills-n4g-h200.jsonl" "N7 (N4g + dense diagrams)@433600=base-skills-n7.jsonl"
+  "N7 (N4g + dense diagrams)@401600=base-skills-n4g-h200.jsonl" "N7 (N4g + dense diagrams)@433600=base-skills-n7.jsonl" \
+  "N8 (N2 + filtered counts)@337600=base-skills-n2.jsonl" "N8 (N2 + filtered counts)@369600=base-skills-n8.jsonl" \
+  "N9 (N2 + filtered-count head)@337600=base-skills-n2.jsonl" "N9 (N2 + filtered-count head)@369600=base-skills-n9.jsonl"
