@@ -5,20 +5,20 @@ Run by hand: ``.venv/bin/python benchmarks/probe_filtered_count_features.py [--m
 
 The skills benchmark's ``count_filtered/1`` and ``/2`` ask "How many large green objects are
 there?" of a 3-13 object scene; the shipped bases answer 34-47% of them (the most frequent
-answer: 19 / 34). This probe freezes the vision tower and merger (the 64 vectors the language
-model sees) and trains a reader that is given the filter as the question gives it: a multi-hot
-of the attribute values named (the 15 values of size, colour, material and shape; an attribute
-not named is all zeros), joined to every vector. The reader says, for each vector, how many objects it holds and a distribution over each
-attribute's values (a per-vector MLP, then a head); the count is the sum over vectors of the
-objects times the probability that they match every value the filter names. Trained by squared
-error on the perception family's ``count_filtered`` items of the train split, measured on its
-test split (the benchmark's own items), one- and two-attribute filters apart, with 95% Wilson
-intervals and the reader's fit to its own training items. The same reader given no filter (so
-it can only count all objects) is trained on the same answers: the floor that says how much of
+answer: 22 / 39). This probe freezes the vision tower and merger (the 64 vectors the language
+model sees) and trains a reader given the filter as the question gives it: a multi-hot of the
+attribute values named (of the 15 values of size, colour, material and shape). The reader
+says, for each vector, how many objects it holds and a distribution over each attribute's
+values (a per-vector MLP, then a head); the count is the sum over vectors of the objects times
+the probability that they have every value the filter names. Trained by squared error on the
+perception family's ``count_filtered`` items of the train split, measured on its test split
+(the benchmark's own items), one- and two-attribute filters apart, with 95% Wilson intervals
+and the reader's fit to its own training items. The same reader given an empty filter (so it
+can only count all objects) is trained on the same answers: the floor, which says how much of
 the filter the features let the reader use. (A plain MLP on [vector, filter] was tried first:
-on N2's and N4g's features it fitted its training items to 47-49% and read what the language
-models answer, 35-39 / 47-49; this reader, given the structure, fits them to 96% and reads far
-more, docs/results.md 4.1.)
+on N2's and N4g's features it fitted its own training items to 47-49% and read what the
+language models answer, 35-39 / 47-49; this reader fits them to 98-99% and reads 55-69%,
+docs/results.md 4.1.)
 
 The reader is checked on features that plainly hold every attribute (``tests/test_counting.py``:
 one channel per attribute value, raised at each object's cell, in noise): it counts >= 90% of
