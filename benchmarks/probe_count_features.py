@@ -159,19 +159,31 @@ def scored(predictions, counts) -> dict:
     return {**stats.accuracy_interval(right), "by_objects": by_objects}
 
 
-def main() -> None:
-    import torch
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, readers: tuple[str, ...]) -> argparse.Namespace:
+    """The probes' command line: ``--model`` (default: the shipped base), ``--n-train``,
+    ``--n-test``, ``--epochs``, ``--seed`` and ``--readers`` (comma-separated, of ``readers``;
+    all by default), parsed into ``args.readers`` as a list; a clear error for a missing model
+    or an unknown reader."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="a base model directory (default: the shipped base)")
-    parser.add_argument("--n-train", type=int, default=4000)
-    parser.add_argument("--n-test", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--n-train", type=int, default=n_train)
+    parser.add_argument("--n-test", type=int, default=n_test)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--readers", default="mean_mlp,cell_sum")
+    parser.add_argument("--readers", default=",".join(readers), help=f"comma-separated, of: {', '.join(readers)}")
     args = parser.parse_args()
     if not args.model:
         parser.error("--model is required when the package ships no base")
+    args.readers = args.readers.split(",")
+    if unknown := [name for name in args.readers if name not in readers]:
+        parser.error(f"unknown reader {unknown[0]!r}: choose from {', '.join(readers)}")
+    return args
+
+
+def main() -> None:
+    import torch
+
+    args = probe_arguments(__doc__.splitlines()[0], n_train=4000, n_test=500, epochs=40, readers=("mean_mlp", "cell_sum"))
 
     started = time.time()
     train = scenes("train", args.n_train, args.seed)
@@ -181,7 +193,7 @@ def main() -> None:
     y_train = torch.as_tensor([c for _, c in train])
     x_tests = {look: features(model, processor, items) for look, items in tests.items()}
     extracted = round(time.time() - started, 1)
-    for kind in args.readers.split(","):
+    for kind in args.readers:
         t0 = time.time()
         reader = train_reader(kind, x_train, y_train, args.epochs, args.seed)
         result = {"model": portable_path(args.model), "reader": kind, "n_train": args.n_train, "epochs": args.epochs}

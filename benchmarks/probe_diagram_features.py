@@ -18,12 +18,11 @@ is what limits it; near it, the tower does. Nothing is saved: a probe. One JSON 
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
 
-from probe_count_features import features, fit, standardizer  # benchmarks/, beside this file
+from probe_count_features import features, fit, probe_arguments, standardizer  # benchmarks/, beside this file
 
 from reasonrft import modeling, stats
 from reasonrft.base_skills import item_f1
@@ -89,23 +88,14 @@ def scored(predicted: list[set], gold: list[set]) -> dict:
 def main() -> None:
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="a base model directory (default: the shipped base)")
-    parser.add_argument("--n-train", type=int, default=3000)
-    parser.add_argument("--n-test", type=int, default=300)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--readers", default="linear,mlp")
-    args = parser.parse_args()
-    if not args.model:
-        parser.error("--model is required when the package ships no base")
+    args = probe_arguments(__doc__.splitlines()[0], n_train=3000, n_test=300, epochs=40, readers=tuple(READER_LR))
 
     started = time.time()
     train, test = diagrams("train", args.n_train, args.seed), diagrams("test", args.n_test, args.seed)
     model, processor = modeling.load_model(args.model).eval(), modeling.load_processor(args.model)
     x_train, x_test = features(model, processor, train), features(model, processor, test)
     extracted = round(time.time() - started, 1)
-    for kind in args.readers.split(","):
+    for kind in args.readers:
         t0 = time.time()
         reader = train_reader(x_train, multi_hot([labels for _, labels in train]), args.epochs, args.seed, kind)
         with torch.no_grad():

@@ -29,18 +29,18 @@ is saved: a probe. One JSON line per reader.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
 
-from probe_count_features import features, fit, standardizer  # benchmarks/, beside this file
+from probe_count_features import features, fit, probe_arguments, standardizer  # benchmarks/, beside this file
 
 from reasonrft import modeling, stats
 from reasonrft.io import portable_path
 from reasonrft.tasks import counting, perception
 
-VALUES = [(name, value) for name in counting.ATTRIBUTES for value in counting.VALUES[name]]  # 15 (attribute, value) pairs
+VALUES = counting.ATTRIBUTE_VALUES  # the 15 (attribute, value) pairs a filter can name: the code's columns
+READERS = {"factored": True, "factored_without_filter": False}  # reader name -> given the filter
 MAX_COUNT = 13
 HIDDEN = 512  # the per-vector MLP's width
 
@@ -114,16 +114,7 @@ def scored(predictions: list[int], answers: list[int], filters: list[tuple]) -> 
 def main() -> None:
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="a base model directory (default: the shipped base)")
-    parser.add_argument("--n-train", type=int, default=4000)
-    parser.add_argument("--n-test", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=80)
-    parser.add_argument("--readers", default="factored,factored_without_filter")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if not args.model:
-        parser.error("--model is required when the package ships no base")
+    args = probe_arguments(__doc__.splitlines()[0], n_train=4000, n_test=500, epochs=80, readers=tuple(READERS))
 
     started = time.time()
     train, test = items("train", args.n_train, args.seed), items("test", args.n_test, args.seed)
@@ -132,12 +123,12 @@ def main() -> None:
     f_train, f_test = filter_code([f for _, f, _ in train]), filter_code([f for _, f, _ in test])
     y_train, answers, filters = torch.as_tensor([a for _, _, a in train]), [a for _, _, a in test], [f for _, f, _ in test]
     extracted = round(time.time() - started, 1)
-    for conditioned in [name == "factored" for name in args.readers.split(",")]:
+    for name in args.readers:
         t0 = time.time()
-        reader = train_reader(x_train, f_train, y_train, args.epochs, args.seed, conditioned=conditioned)
-        fit = sum(p == a for p, a in zip(predict(reader, x_train, f_train), y_train.tolist())) / len(y_train)
-        result = {"model": portable_path(args.model), "reader": "factored" if conditioned else "factored_without_filter", "n_train": args.n_train,
-                  "n_test": args.n_test, "epochs": args.epochs, "train_exact": round(100 * fit, 1), **scored(predict(reader, x_test, f_test), answers, filters),
+        reader = train_reader(x_train, f_train, y_train, args.epochs, args.seed, conditioned=READERS[name])
+        train_exact = sum(p == a for p, a in zip(predict(reader, x_train, f_train), y_train.tolist())) / len(y_train)
+        result = {"model": portable_path(args.model), "reader": name, "n_train": args.n_train,
+                  "n_test": args.n_test, "epochs": args.epochs, "train_exact": round(100 * train_exact, 1), **scored(predict(reader, x_test, f_test), answers, filters),
                   "features_s": extracted, "train_s": round(time.time() - t0, 1)}
         print(json.dumps(result), flush=True)
 

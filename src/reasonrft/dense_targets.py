@@ -43,7 +43,7 @@ TEXT_SLOTS = 5  # characters of the text centred in a cell ("12.5°" is five)
 MAX_CENTRES = 2  # centres per cell, classes 0, 1, 2+
 MAX_COUNT = 13
 IGNORE = -100
-VALUE_FILTERS = [((name, value),) for name in counting.ATTRIBUTES for value in counting.VALUES[name]] + [
+VALUE_FILTERS = [(pair,) for pair in counting.ATTRIBUTE_VALUES] + [
     ((first, a), (second, b)) for i, first in enumerate(counting.ATTRIBUTES) for second in counting.ATTRIBUTES[i + 1 :]
     for a in counting.VALUES[first] for b in counting.VALUES[second]]  # 15 values and 72 pairs: the filters the filtered-count head counts
 CHECKPOINT = "dense-checkpoint.pt"
@@ -227,9 +227,10 @@ def forward(visual, head, pixel_values, grid_thw, batch: int):
     """Merged vision outputs (batch, cells, width) and every head's logits."""
     features = visual(pixel_values, grid_thw=grid_thw).pooler_output.view(batch, -1, head["count"][0].in_features)
     logits = {name: layer(features) for name, layer in head["cells"].items()}
-    logits["count"] = head["count"](features.mean(1))
+    mean_cell = features.mean(1)
+    logits["count"] = head["count"](mean_cell)
     if "filtered_counts" in head:
-        logits["filtered_counts"] = head["filtered_counts"](features.mean(1)).view(batch, len(VALUE_FILTERS), MAX_COUNT + 1)
+        logits["filtered_counts"] = head["filtered_counts"](mean_cell).view(batch, len(VALUE_FILTERS), MAX_COUNT + 1)
     return logits
 
 

@@ -35,6 +35,7 @@ SIZES = ("small", "large")
 MATERIALS = ("rubber", "metal")
 ATTRIBUTES = ("size", "color", "material", "shape")  # the order in which a phrase names them
 VALUES = {"size": SIZES, "color": COLORS, "material": MATERIALS, "shape": SHAPES}  # each attribute's in-domain values, in ATTRIBUTES' order
+ATTRIBUTE_VALUES = tuple((name, value) for name in ATTRIBUTES for value in VALUES[name])  # the 15 (attribute, value) pairs a filter can name
 SPLITS = ("train", "test-id", "test-ood-d", "test-ood-m")
 SIZE_SCALE = {"small": 0.58, "large": 1.0}
 
