@@ -154,7 +154,7 @@ def test_bare_prompt_styles_ask_geomaths_problem_without_its_prompt(imported):
     text = {style: data.user_message_with_images(task, rec, style)["content"][-1]["text"] for style in ("answer", "zero-shot", "cot")}
     assert text["answer"] == task.build_prompt(bare, rec.answer, "answer") and GEOMATH_INSTRUCTION not in text["zero-shot"]
     assert text["cot"] == task.build_prompt(rec.problem, rec.answer, "cot") and GEOMATH_INSTRUCTION in text["cot"]
-    assert data.sft_rows(task, [rec], "answer")[0]["prompt"][0]["content"] == text["answer"]
+    assert data.sft_rows(task, [rec], "answer")[0]["prompt"][0]["content"][-1]["text"] == text["answer"]
     plain = data.load_dataset(imported / "structure" / "test-ood")[0]  # no problem_no_prompt: the problem itself
     assert data.prompt_problem(plain, "answer") == plain.problem
 

@@ -188,6 +188,7 @@ def test_bad_pretrain_config_is_a_user_error(tmp_path):
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "fresh_language_model=true"]) == 2  # nothing to keep a vision tower from
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "max_steps=0"]) == 2  # no phase at all
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "max_steps=-2"]) == 2
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "question_first_kinds=[count_filtered, juggling]"]) == 2  # not a perception kind
     assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "workers=-1"]) == 2
     assert not (tmp_path / "w").exists()  # nothing written
 

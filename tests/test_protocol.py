@@ -115,6 +115,31 @@ def test_sft_labels_cover_only_the_completion(nano_model, tmp_path):
         assert torch.equal(labels[first:][labels[first:] != -100], ids[first:][labels[first:] != -100])  # labels are the tokens themselves
 
 
+def test_training_rows_and_generation_prompts_share_the_layout(nano_model, tmp_path):
+    """Both layouts through TRL's real collator: the tokens before the first label are exactly
+    the generation prompt (``user_message_with_images``), images first by default and the
+    question first for a kind in ``question_first_kinds``, where no image pad precedes the question."""
+    from reasonrft.tasks import perception
+
+    config = build(sft.SFTStageConfig, dict(model=nano_model, output_dir=str(tmp_path), task="counting", paradigm="answer", n_train=1))
+    trainer, processor, _, _ = sft.build_trainer(config)
+    task, image_token = data.get_task("perception"), modeling.load_model(nano_model).config.image_token_id
+    for question_first in (False, True):
+        mix = perception.PerceptionConfig(kind_weights=(0, 0, 0, 0, 0, 0, 1, 0, 0), format_fraction=0.0, question_first_kinds=("count_filtered",) if question_first else ())
+        records = [data.Record.from_sample("perception", task.sample("train", i, 5, mix)) for i in range(2)]
+        rows = data.to_hf_dataset(data.sft_rows(task, records, "answer"))
+        batch = trainer.data_collator([rows[i] for i in range(2)])
+        for i, record in enumerate(records):
+            ids, labels = batch["input_ids"][i], batch["labels"][i]
+            first = int((labels != -100).nonzero()[0])
+            prompt = processor.apply_chat_template([data.user_message_with_images(task, record, "answer")], add_generation_prompt=True, tokenize=False)
+            assert ids[:first].tolist() == processor(text=[prompt], images=record.images, return_tensors="pt")["input_ids"][0].tolist()
+            question = processor.tokenizer(record.problem, add_special_tokens=False)["input_ids"]
+            text_at = next(at for at in range(first) if ids[at : at + len(question)].tolist() == question)
+            assert bool((ids[:text_at] == image_token).any()) is not question_first
+            assert bool((ids[text_at:first] == image_token).any()) is question_first
+
+
 def test_experiment_feeds_each_paradigm_its_records_and_prompt_style(nano_model, tmp_path, monkeypatch):
     """Reason-RFT's stage 2 trains on the records after stage 1 (structure: on all of them), the
     full-data paradigms on every record, and each row is evaluated with its own prompt style."""

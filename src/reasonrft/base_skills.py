@@ -58,10 +58,11 @@ def skills_of(kinds: tuple[str, ...]) -> list[str]:
     return [skill for skill, (kind, _, _) in SKILLS.items() if kind in kinds]
 
 
-def skill_records(skill: str, n: int, seed: int = 0) -> list[Record]:
-    """``n`` held-out items of ``skill``; item ``i`` from its own RNG, so any one rebuilds alone."""
+def skill_records(skill: str, n: int, seed: int = 0, question_first: bool = False) -> list[Record]:
+    """``n`` held-out items of ``skill``; item ``i`` from its own RNG, so any one rebuilds alone.
+    ``question_first``: the same items, asked with the question before the image(s)."""
     kind, options, _ = SKILLS[skill]
-    config = perception.PerceptionConfig()
+    config = perception.PerceptionConfig(question_first_kinds=perception.KINDS if question_first else ())
     records = []
     for i in range(n):
         rng = item_rng(f"bench-base/{skill}", "test", seed, i)
@@ -125,10 +126,10 @@ def item_f1(gold, predicted) -> float:
     return 2 * matched / (sum(gold.values()) + sum(predicted.values())) if matched else 0.0
 
 
-def measure(model, processor, model_dir: str, skill: str, n: int, batch_size: int = 16) -> tuple[list[Record], list[str], list[float]]:
+def measure(model, processor, model_dir: str, skill: str, n: int, batch_size: int = 16, question_first: bool = False) -> tuple[list[Record], list[str], list[float]]:
     """Greedy answers of ``model`` to ``n`` held-out items of ``skill`` (bare prompts), with
     their scores: ``(records, predictions, scores)``. ``model_dir`` is where it was loaded from."""
-    records = skill_records(skill, n)
+    records = skill_records(skill, n, question_first=question_first)
     predictions = greedy_answers(model, processor, model_dir, records, SKILLS[skill][2], batch_size)
     return records, predictions, [score(skill, p, r) for p, r in zip(predictions, records)]
 

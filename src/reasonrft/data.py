@@ -27,6 +27,7 @@ from reasonrft.errors import UserError
 from reasonrft.image_check import BadImage, check_image
 from reasonrft.io import atomic_dir, atomic_write_json
 from reasonrft.tasks import Sample, Task, get_task
+from reasonrft.tasks.base import QUESTION_FIRST
 
 DATA_FILE = "data.json"
 INFO_FILE = "info.json"
@@ -256,23 +257,30 @@ def prompt_problem(record: Record, style: str) -> str:
     return bare if isinstance(bare, str) and bare.strip() else record.problem
 
 
+def user_content(task: Task, record: Record, style: str) -> list[dict]:
+    """The user turn's parts: every image first, then the prompt text, the layout TRL builds
+    and the paper's; or the text first where ``record.meta["layout"]`` is ``QUESTION_FIRST``
+    (a pretraining option: there every image token can read the question)."""
+    images: list[dict] = [{"type": "image"} for _ in record.images]
+    text = [{"type": "text", "text": task.build_prompt(prompt_problem(record, style), record.answer, style)}]
+    return text + images if record.meta.get("layout") == QUESTION_FIRST else images + text
+
+
 def user_message_with_images(task: Task, record: Record, style: str) -> dict:
-    """The user turn for generation: every image first, then the prompt text, the layout
-    TRL builds for training (so evaluation prompts match training prompts token for token)."""
-    content: list[dict] = [{"type": "image"} for _ in record.images]
-    content.append({"type": "text", "text": task.build_prompt(prompt_problem(record, style), record.answer, style)})
-    return {"role": "user", "content": content}
+    """The user turn for generation, laid out as ``user_content`` lays out training rows (so
+    evaluation prompts match training prompts token for token)."""
+    return {"role": "user", "content": user_content(task, record, style)}
 
 
 def sft_rows(task: Task, records: list[Record], paradigm: str) -> list[dict]:
     """Rows for TRL's SFTTrainer in prompt-completion form, so the loss covers only the
-    assistant turn. Content is plain text: TRL puts the images before the user text, the
-    paper's multi-image layout."""
+    assistant turn. The user turn's parts come from ``user_content``, with image placeholders
+    that TRL fills from the ``images`` column in order."""
     style = "cot" if paradigm == "cot" else "answer"
     return [
         {
             "images": rec.images,
-            "prompt": [{"role": "user", "content": task.build_prompt(prompt_problem(rec, style), rec.answer, style)}],
+            "prompt": [{"role": "user", "content": user_content(task, rec, style)}],
             "completion": [{"role": "assistant", "content": sft_target(rec, paradigm)}],
         }
         for rec in records

@@ -85,6 +85,9 @@ class PretrainConfig:
     resume: bool = False
     # the perception mix: one weight per kind of perception.KINDS; empty: the family's default
     kind_weights: list[int] = field(default_factory=list)
+    # kinds of the reading set asked with the question before the image (``perception.PerceptionConfig``);
+    # the benchmark asks them so with ``bench_base.py --question-first``
+    question_first_kinds: list[str] = field(default_factory=list)
     # phase 1, dense per-patch targets for the vision tower (``dense_targets``); 0 steps: none
     dense_steps: int = 0
     dense_learning_rate: float = 2e-3
@@ -124,8 +127,7 @@ class PretrainConfig:
             raise ValueError("batch sizes must be >= 1")
         if self.dense_steps < 0 or self.dense_learning_rate <= 0 or not 0 <= self.dense_diagram_fraction <= 1:
             raise ValueError("need dense_steps >= 0, dense_learning_rate > 0 and dense_diagram_fraction in [0, 1]")
-        if self.kind_weights:
-            perception.PerceptionConfig(kind_weights=tuple(self.kind_weights))  # validates
+        self.perception_config()  # validates kind_weights and question_first_kinds
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.text_steps < 0 or self.text_learning_rate <= 0 or self.text_batch_size < 1:
@@ -150,7 +152,8 @@ class PretrainConfig:
                                      save_steps=min(100, max(1, self.text_steps)), seed=self.seed, perception=dict(self.text_perception), **mix)
 
     def perception_config(self) -> perception.PerceptionConfig:
-        return perception.PerceptionConfig(kind_weights=tuple(self.kind_weights)) if self.kind_weights else perception.PerceptionConfig()
+        mix = {"kind_weights": tuple(self.kind_weights)} if self.kind_weights else {}
+        return perception.PerceptionConfig(**mix, question_first_kinds=tuple(self.question_first_kinds))
 
 
 def run(config: PretrainConfig) -> Path:
@@ -181,6 +184,7 @@ def run(config: PretrainConfig) -> Path:
     if config.max_steps == 0:  # no reading phase: the last phase's model is the run's output
         return _publish(init, out)
     mix = "-w" + "-".join(map(str, config.kind_weights)) if config.kind_weights else ""
+    mix += "-qf-" + "-".join(config.question_first_kinds) if config.question_first_kinds else ""
     dataset = out / "data" / f"perception-train-s{config.seed}-n{config.n_train}{mix}"
     if not (dataset / data.DATA_FILE).is_file():
         chunks = -(-config.n_train // READING_CHUNK)

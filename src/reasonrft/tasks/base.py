@@ -26,6 +26,10 @@ PROMPT_STYLES = ("cot", "answer", "zero-shot")
 """How a question is put to the model: ``cot`` asks for <think>/<answer> (CoT-SFT and RL),
 ``answer`` is the bare question (ANS-SFT), ``zero-shot`` asks for the bare answer."""
 
+QUESTION_FIRST = "question_first"
+"""``meta["layout"]`` of a sample whose prompt puts its text before its images (a pretraining
+option; every task and every prompt elsewhere puts the images first, as TRL and the paper do)."""
+
 
 @dataclass(frozen=True)
 class Sample:

@@ -52,7 +52,7 @@ from PIL import Image
 
 from reasonrft import rewards
 from reasonrft.tasks import counting, structure, transformation
-from reasonrft.tasks.base import Sample, Task, register
+from reasonrft.tasks.base import QUESTION_FIRST, Sample, Task, register
 
 SPLITS = ("train", "test")
 KINDS = ("single", "describe", "attribute", "diagram", "two_images", "count", "count_filtered", "arithmetic", "copy")
@@ -100,10 +100,13 @@ class PerceptionConfig:
     count_max_objects: int = 13
     single_min_zoom_widths: float = 1.6  # train zoom crops: the smallest side, in object widths
     format_fraction: float = 0.2  # items asked in the think/answer format
+    question_first_kinds: tuple[str, ...] = ()  # kinds asked with the question before the image(s)
 
     def __post_init__(self) -> None:
         if len(self.kind_weights) != len(KINDS) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
             raise ValueError(f"kind_weights needs {len(KINDS)} weights >= 0 ({', '.join(KINDS)}), not all 0")
+        if unknown := [k for k in self.question_first_kinds if k not in KINDS]:
+            raise ValueError(f"question_first_kinds: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
         if not 0 <= self.format_fraction <= 1:
             raise ValueError(f"format_fraction must be in [0, 1], got {self.format_fraction}")
         if self.single_min_zoom_widths < 1:
@@ -430,21 +433,25 @@ def thought(kind: str, meta: dict) -> str:
 def generate(config: PerceptionConfig, split: str, rng: random.Random, sample_id: str) -> Sample:
     kind = rng.choices(KINDS, weights=config.kind_weights)[0]
     images, problem, answer, meta = GENERATORS[kind](config, split, rng)
-    cot = ""
-    if rng.random() < config.format_fraction:
-        problem, cot = f"{problem} {COT_INSTRUCTION}", thought(kind, meta)
-        meta["format"] = True
-    return Sample(id=sample_id, images=tuple(images), problem=problem, cot=cot, answer=answer, meta={"kind": kind, **meta})
+    return _sample(config, sample_id, kind, images, problem, answer, meta, ask_format=rng.random() < config.format_fraction)
 
 
 def make_sample(config: PerceptionConfig, kind: str, split: str, rng: random.Random, sample_id: str = "", ask_format: bool = False, **options) -> Sample:
     """One item of a given kind (``options``: the generator's fixed choices, e.g. ``qtype``),
     asked in the think/answer format when ``ask_format``: the skills benchmark's items."""
     images, problem, answer, meta = GENERATORS[kind](config, split, rng, **options)
+    return _sample(config, sample_id, kind, images, problem, answer, meta, ask_format)
+
+
+def _sample(config: PerceptionConfig, sample_id: str, kind: str, images, problem: str, answer: str, meta: dict, ask_format: bool) -> Sample:
+    """A generator's item as a sample: in the think/answer format when ``ask_format``, with the
+    question first when its kind is one of ``config.question_first_kinds``."""
     cot = ""
     if ask_format:
         problem, cot = f"{problem} {COT_INSTRUCTION}", thought(kind, meta)
         meta["format"] = True
+    if kind in config.question_first_kinds:
+        meta["layout"] = QUESTION_FIRST
     return Sample(id=sample_id, images=tuple(images), problem=problem, cot=cot, answer=answer, meta={"kind": kind, **meta})
 
 
