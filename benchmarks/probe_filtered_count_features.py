@@ -63,6 +63,31 @@ def filter_code(filters: list[tuple]):
     return torch.tensor([[float(pair in flt) for pair in VALUES] for flt in filters])
 
 
+def factored_cells(x_train, groups: list[list[int]]):
+    """The per-vector body both factored readers share: standardised vector -> MLP -> (objects
+    it holds, >= 0; the log-probability of each of the 15 values, a softmax per attribute)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    mean, std = x_train.mean((0, 1)), x_train.std((0, 1)) + 1e-6
+
+    class FactoredCells(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(standardizer(mean, std), nn.Linear(x_train.shape[-1], HIDDEN), nn.GELU(), nn.Linear(HIDDEN, 1 + len(VALUES)))
+            nn.init.constant_(self.body[-1].bias[:1], -4.0)  # every cell starts near 0 objects, as the count probe's
+
+        def forward(self, x):
+            out = self.body(x)
+            return F.softplus(out[..., 0]), torch.cat([out[..., 1:][..., group].log_softmax(-1) for group in groups], -1)  # VALUES' order: attributes in turn
+
+    return FactoredCells()
+
+
+ATTRIBUTE_GROUPS = [[k for k, (name, _) in enumerate(VALUES) if name == attribute] for attribute in counting.ATTRIBUTES]
+
+
 def train_reader(x_train, f_train, y_train, epochs: int, seed: int, conditioned: bool = True, lr: float = 1e-3):
     """The per-vector reader (module docstring) trained by squared error on the filtered count;
     not ``conditioned``: given an empty filter, so it counts all objects (the floor). ``lr``
@@ -73,19 +98,14 @@ def train_reader(x_train, f_train, y_train, epochs: int, seed: int, conditioned:
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    mean, std = x_train.mean((0, 1)), x_train.std((0, 1)) + 1e-6
-    groups = [[k for k, (name, _) in enumerate(VALUES) if name == attribute] for attribute in counting.ATTRIBUTES]
 
     class FactoredCellCount(nn.Module):
         def __init__(self):
             super().__init__()
-            self.body = nn.Sequential(standardizer(mean, std), nn.Linear(x_train.shape[-1], HIDDEN), nn.GELU(), nn.Linear(HIDDEN, 1 + len(VALUES)))
-            nn.init.constant_(self.body[-1].bias[:1], -4.0)  # every cell starts near 0 objects, as the count probe's
+            self.cells = factored_cells(x_train, ATTRIBUTE_GROUPS)
 
         def forward(self, x, code):
-            out = self.body(x)
-            objects = F.softplus(out[..., 0])
-            log_p = torch.cat([out[..., 1:][..., group].log_softmax(-1) for group in groups], -1)  # VALUES' order: attributes in turn
+            objects, log_p = self.cells(x)
             if not conditioned:
                 code = torch.zeros_like(code)
             return (objects * (log_p * code[:, None, :]).sum(-1).exp()).sum(1)  # objects x P(every named value)

@@ -225,3 +225,49 @@ def test_filtered_count_probe_reads_a_filtered_count_that_the_features_hold(monk
         accuracy[conditioned] = min(result["count_filtered/1"]["accuracy"], result["count_filtered/2"]["accuracy"])
     assert accuracy[True] >= 90, accuracy  # given the filter, every matching cell is found
     assert accuracy[False] <= 50, accuracy  # without it, a count of all objects is mostly wrong
+
+
+def test_attribute_probe_reads_the_named_objects_attribute_that_the_features_bind(monkeypatch):
+    """``benchmarks/probe_attribute_features.py`` says whether a base's vision outputs bind each
+    object's attributes; its reader, given the phrase, must answer what is plainly there (one
+    channel per attribute value, raised at each object's cell, in noise), and the twin reader
+    without the phrase (the scene's palette) must not."""
+    import importlib
+    import itertools
+    import pathlib
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    counts = importlib.import_module("probe_filtered_count_features")
+    probe = importlib.import_module("probe_attribute_features")
+    monkeypatch.setattr(counts, "HIDDEN", 256)  # the oracle's 20 channels need no 512-wide layer
+    generator, rng = torch.Generator().manual_seed(0), random.Random(0)
+
+    def oracle(n: int, cells: int = 16):
+        x, filters, asked, answers = 0.1 * torch.randn(n, cells, 20, generator=generator), [], [], []
+        while len(answers) < n:
+            i = len(answers)
+            scene = [{name: rng.choice(counting.VALUES[name]) for name in counting.ATTRIBUTES} for _ in range(rng.randint(3, 10))]
+            target, attribute = rng.choice(scene), counting.ATTRIBUTES[i % 4]
+            others = [name for name in counting.ATTRIBUTES if name != attribute]
+            phrases = [tuple((a, target[a]) for a in names) for k in (1, 2, 3) for names in itertools.combinations(others, k)]
+            phrase = next((f for f in phrases if sum(all(o[a] == v for a, v in f) for o in scene) == 1), None)
+            if phrase is None:
+                continue  # the target cannot be named alone: another scene
+            x[i] = 0.1 * torch.randn(cells, 20, generator=generator)
+            for cell, obj in zip(rng.sample(range(cells), len(scene)), scene):
+                for pair in obj.items():
+                    x[i, cell, probe.VALUES.index(pair)] += 1.0
+            filters.append(phrase), asked.append(attribute), answers.append(probe.VALUES.index((attribute, target[attribute])))
+        return x, filters, asked, answers
+
+    (x_train, f_train, _, y_train), (x_test, f_test, asked, y_test) = oracle(2000), oracle(200)
+    accuracy = {}
+    for conditioned in (True, False):
+        reader = probe.train_reader(x_train, counts.filter_code(f_train), torch.tensor(y_train), epochs=40, seed=0, conditioned=conditioned)
+        result = probe.scored(probe.predict(reader, x_test, counts.filter_code(f_test), asked), y_test, asked)
+        assert sum(result[f"attribute/{a}"]["n"] for a in counting.ATTRIBUTES) == 200
+        accuracy[conditioned] = {a: result[f"attribute/{a}"]["accuracy"] for a in counting.ATTRIBUTES}
+    assert min(accuracy[True].values()) >= 90, accuracy  # given the phrase, the named object's cell is found
+    assert accuracy[False]["color"] <= 60, accuracy  # without it, a colour of the scene
