@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from reasonrft.tasks import counting, get_task
+from reasonrft.tasks import counting, get_task, perception
 from reasonrft.tasks.counting import Obj, Step, run_program
 
 
@@ -271,3 +271,29 @@ def test_attribute_probe_reads_the_named_objects_attribute_that_the_features_bin
         accuracy[conditioned] = {a: result[f"attribute/{a}"]["accuracy"] for a in counting.ATTRIBUTES}
     assert min(accuracy[True].values()) >= 90, accuracy  # given the phrase, the named object's cell is found
     assert accuracy[False]["color"] <= 60, accuracy  # without it, a colour of the scene
+
+
+def test_the_object_cell_probe_reads_each_objects_own_cell(monkeypatch):
+    """``benchmarks/probe_object_cells.py`` reads an object's attributes from the merged cell
+    holding its centre: the cell where the dense phase's targets count that centre, and for a
+    transformation pair the cell of the object's box in the centre camera's image."""
+    import importlib
+    import pathlib
+
+    from reasonrft import dense_targets
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    probe = importlib.import_module("probe_object_cells")
+    images, objects = probe.images_and_objects("counting", "train", 6, seed=0)
+    assert len(images) == 6 and {o[0] for o in objects} == set(range(6))
+    rng = random.Random("probe-object-cells-counting-train-0")  # the probe's own stream: the same scenes
+    config = perception.PerceptionConfig()
+    for index in range(6):
+        scene, _ = perception.sample_counting_scene(config, "train", rng, config.attribute_min_objects, config.attribute_max_objects, "attribute")
+        centres = dense_targets.cell_targets(scene, config.image_size, probe.GRID)["centres"]
+        cells = [cell for image, cell, _ in objects if image == index]
+        assert len(cells) == len(scene) and all(centres[cell] > 0 for cell in cells)
+        assert [o[2] for o in objects if o[0] == index] == [{a: obj.get(a) for a in probe.LOOKS["counting"]} for obj in scene]
+    _, pairs = probe.images_and_objects("transformation", "test", 4, seed=0)
+    assert {o[0] for o in pairs} == set(range(4)) and all(0 <= cell < probe.GRID**2 for _, cell, _ in pairs)
+    assert all(set(o[2]) == {"size", "color", "material", "shape"} and o[2]["material"] in ("glass", "metal", "rubber") for o in pairs)
