@@ -801,3 +801,21 @@ def test_text_phase_learns_and_resumes_exactly(nano_model, tmp_path, monkeypatch
         assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
     logged = [json.loads(line) for line in (tmp_path / "b" / text_phase.LOG).read_text().splitlines()]
     assert [r["step"] for r in logged] == [3] and logged[0]["loss"] != 9.9  # the log reads as one run
+
+
+def test_reading_perception_shapes_the_reading_set_and_a_wrong_key_is_named(tmp_path, capsys):
+    """``reading_perception`` sets the reading set's items (here every attribute question asks a
+    size); a key PerceptionConfig does not have, or one with a pretrain key of its own, stops the run."""
+    from reasonrft import cli
+    from reasonrft.stages.pretrain import PretrainConfig
+
+    config = PretrainConfig(out="x", kind_weights=[0, 0, 1, 0, 0, 0, 0, 0, 0], reading_perception={"question_weights": [0, 0, 0, 1, 0, 0]}).perception_config()
+    assert {r.meta["question"] for r in pretrain_data.pretrain_records(12, 0, perception_config=config)} == {"size"}
+    default = PretrainConfig(out="x", kind_weights=[0, 0, 1, 0, 0, 0, 0, 0, 0]).perception_config()
+    assert len({r.meta["question"] for r in pretrain_data.pretrain_records(12, 0, perception_config=default)}) > 2
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "reading_perception={question_weightz: [1, 1, 1, 1, 1, 1]}"]) == 2
+    err = capsys.readouterr().err
+    assert "question_weightz" in err and "question_weights" in err
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "reading_perception={question_weights: [1, 2]}"]) == 2  # one weight per question type
+    assert cli.main(["pretrain", "--out", str(tmp_path / "w"), "reading_perception={kind_weights: [1, 1, 1, 1, 1, 1, 1, 1, 1]}"]) == 2  # a key of its own
+    assert "kind_weights is a pretrain key of its own" in capsys.readouterr().err and not (tmp_path / "w").exists()

@@ -69,11 +69,7 @@ class TextConfig:
         self.perception_config()  # validates the overrides
 
     def perception_config(self) -> perception.PerceptionConfig:
-        try:
-            return perception.PerceptionConfig(**self.perception)
-        except TypeError:
-            known = ", ".join(perception.PerceptionConfig.__dataclass_fields__)
-            raise ValueError(f"text perception overrides {sorted(self.perception)}: unknown key(s); the keys are {known}") from None
+        return perception.PerceptionConfig.from_overrides(self.perception, "text perception override")
 
 
 def item(split: str, seed: int, step: int, index: int, config: TextConfig) -> Record:

@@ -28,6 +28,7 @@ demo and the experiments start from.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shlex
@@ -88,6 +89,8 @@ class PretrainConfig:
     # kinds of the reading set asked with the question before the image (``perception.PerceptionConfig``);
     # the benchmark asks them so with ``bench_base.py --question-first``
     question_first_kinds: list[str] = field(default_factory=list)
+    # the reading set's other ``perception.PerceptionConfig`` overrides, e.g. {question_weights: [1, 1, 3, 3, 1, 1]}
+    reading_perception: dict = field(default_factory=dict)
     # phase 1, dense per-patch targets for the vision tower (``dense_targets``); 0 steps: none
     dense_steps: int = 0
     dense_learning_rate: float = 2e-3
@@ -152,8 +155,11 @@ class PretrainConfig:
                                      save_steps=min(100, max(1, self.text_steps)), seed=self.seed, perception=dict(self.text_perception), **mix)
 
     def perception_config(self) -> perception.PerceptionConfig:
-        mix = {"kind_weights": tuple(self.kind_weights)} if self.kind_weights else {}
-        return perception.PerceptionConfig(**mix, question_first_kinds=tuple(self.question_first_kinds))
+        """The reading set's mix: ``reading_perception`` with ``kind_weights`` and ``question_first_kinds``."""
+        mix = {"kind_weights": self.kind_weights} if self.kind_weights else {}
+        if clash := sorted(set(self.reading_perception) & {"kind_weights", "question_first_kinds"}):
+            raise ValueError(f"reading_perception: {', '.join(clash)} is a pretrain key of its own; set it there")
+        return perception.PerceptionConfig.from_overrides({**self.reading_perception, **mix, "question_first_kinds": self.question_first_kinds}, "reading_perception:")
 
 
 def run(config: PretrainConfig) -> Path:
@@ -185,6 +191,7 @@ def run(config: PretrainConfig) -> Path:
         return _publish(init, out)
     mix = "-w" + "-".join(map(str, config.kind_weights)) if config.kind_weights else ""
     mix += "-qf-" + "-".join(config.question_first_kinds) if config.question_first_kinds else ""
+    mix += "-p" + hashlib.sha1(json.dumps(config.reading_perception, sort_keys=True).encode()).hexdigest()[:8] if config.reading_perception else ""
     dataset = out / "data" / f"perception-train-s{config.seed}-n{config.n_train}{mix}"
     if not (dataset / data.DATA_FILE).is_file():
         chunks = -(-config.n_train // READING_CHUNK)

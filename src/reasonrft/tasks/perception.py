@@ -60,6 +60,7 @@ TEXT_KINDS = ("arithmetic", "copy")  # no scene: a blank image (TRL's vision col
 SINGLE_WEIGHTS = {"color": 3, "shape": 2, "material": 1}  # size needs a reference object
 # attribute-question types and their weights: counts are kept a minority (< 1/4 of the kind)
 QUESTION_WEIGHTS = {"color": 3, "shape": 2, "material": 1, "size": 1, "count": 1, "count_filtered": 1}
+QUESTION_TYPES = tuple(QUESTION_WEIGHTS)
 DESCRIBE_QUESTION = "Describe the objects in the image."
 TWO_IMAGES_QUESTION = "Describe each of the two images."
 DIAGRAM_QUESTIONS = {
@@ -101,12 +102,15 @@ class PerceptionConfig:
     single_min_zoom_widths: float = 1.6  # train zoom crops: the smallest side, in object widths
     format_fraction: float = 0.2  # items asked in the think/answer format
     question_first_kinds: tuple[str, ...] = ()  # kinds asked with the question before the image(s)
+    question_weights: tuple[int, ...] = tuple(QUESTION_WEIGHTS.values())  # the attribute kind's question types (QUESTION_TYPES)
 
     def __post_init__(self) -> None:
         if len(self.kind_weights) != len(KINDS) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
             raise ValueError(f"kind_weights needs {len(KINDS)} weights >= 0 ({', '.join(KINDS)}), not all 0")
         if unknown := [k for k in self.question_first_kinds if k not in KINDS]:
             raise ValueError(f"question_first_kinds: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+        if len(self.question_weights) != len(QUESTION_TYPES) or min(self.question_weights) < 0 or sum(self.question_weights) <= 0:
+            raise ValueError(f"question_weights needs {len(QUESTION_TYPES)} weights >= 0 ({', '.join(QUESTION_TYPES)}), not all 0")
         if not 0 <= self.format_fraction <= 1:
             raise ValueError(f"format_fraction must be in [0, 1], got {self.format_fraction}")
         if self.single_min_zoom_widths < 1:
@@ -123,6 +127,15 @@ class PerceptionConfig:
             raise ValueError(f"two_images_max_objects must be in [2, 6], got {self.two_images_max_objects}")
         if not 2 <= self.holdout_modulus <= 1000:
             raise ValueError(f"holdout_modulus must be in [2, 1000], got {self.holdout_modulus}")
+
+    @classmethod
+    def from_overrides(cls, overrides: dict, what: str) -> "PerceptionConfig":
+        """The family's defaults with ``overrides`` (a config file's mapping: lists become
+        tuples); an unknown key is a ValueError naming ``what`` and the known keys."""
+        unknown = sorted(set(overrides) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"{what} {', '.join(unknown)}: unknown key(s); the keys are {', '.join(cls.__dataclass_fields__)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
 def scene_key(kind: str, content: object) -> str:
@@ -210,7 +223,7 @@ def identifying_filter(rng: random.Random, scene: list[counting.Obj], target: co
 
 def attribute(config: PerceptionConfig, split: str, rng: random.Random, qtype: str | None = None) -> tuple[tuple, str, str, dict]:
     """``qtype`` (one of QUESTION_WEIGHTS) fixes the question type (the skills benchmark); else drawn."""
-    qtype = qtype or rng.choices(list(QUESTION_WEIGHTS), weights=list(QUESTION_WEIGHTS.values()))[0]
+    qtype = qtype or rng.choices(QUESTION_TYPES, weights=config.question_weights)[0]
     while True:
         scene, key = sample_counting_scene(config, split, rng, config.attribute_min_objects, config.attribute_max_objects, "attribute")
         meta = {"scene_key": key, "question": qtype, "objects": [_counting_dict(o) for o in scene]}
