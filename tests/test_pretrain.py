@@ -519,7 +519,8 @@ def test_partial_credit_on_list_skills_separates_length_items_and_attributes():
     prediction = "Image 1: " + ", ".join([" ".join(changed), *first[1:]]) + ". Image 2: " + ", ".join(second) + "."
     scores = bench.partial_scores("two_images", prediction, pair)
     n_objects, n_words = len(first) + len(second), sum(len(o.split()) for o in first + second)
-    assert scores == pytest.approx({"item_f1": (n_objects - 1) / n_objects, "length_right": 1.0, "attributes_right": (n_words - 1) / n_words})
+    assert scores == pytest.approx({"item_f1": (n_objects - 1) / n_objects, "length_right": 1.0, "attributes_right": (n_words - 1) / n_words,
+                                    "size_right": 1.0, "color_right": (n_objects - 1) / n_objects, "material_right": 1.0, "shape_right": 1.0})
     assert bench.partial_scores("two_images", "Image 2: " + ", ".join(second) + ".", pair)["length_right"] == 0.0  # image 1 missing
 
 

@@ -16,4 +16,6 @@ cd docs/figures && exec ../../.venv/bin/python ../../benchmarks/plot_base_skills
   "N (K4's LM, 4 x 192 tower)@401600=base-skills-n4g-h200.jsonl" "N (K4's LM, 4 x 192 tower)@433600=base-skills-n6.jsonl" \
   "N7 (N4g + dense diagrams)@401600=base-skills-n4g-h200.jsonl" "N7 (N4g + dense diagrams)@433600=base-skills-n7.jsonl" \
   "N8 (N2 + filtered counts)@337600=base-skills-n2.jsonl" "N8 (N2 + filtered counts)@369600=base-skills-n8.jsonl" \
-  "N9 (N2 + filtered-count head)@337600=base-skills-n2.jsonl" "N9 (N2 + filtered-count head)@369600=base-skills-n9.jsonl"
+  "N9 (N2 + filtered-count head)@337600=base-skills-n2.jsonl" "N9 (N2 + filtered-count head)@369600=base-skills-n9.jsonl" \
+  "N10 (N8, question first)@337600=base-skills-n2.jsonl" "N10 (N8, question first)@369600=base-skills-n10.jsonl" \
+  "N11 (N2 + size, material)@337600=base-skills-n2.jsonl" "N11 (N2 + size, material)@361600=base-skills-n11.jsonl"

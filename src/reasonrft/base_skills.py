@@ -102,12 +102,16 @@ def answer_lists(skill: str, text: str) -> list[list[str]]:
     return [lists.get(k, []) for k in (1, 2)]
 
 
+OBJECT_NAME_ORDER = ("size", "color", "material", "shape")  # the words of an object phrase (``perception.object_name``)
+
+
 def partial_scores(skill: str, prediction: str, record: Record) -> dict[str, float]:
     """Partial credit on a list-valued skill, each in [0, 1] and 1.0 for the gold answer:
     ``item_f1`` (F1 of the predicted items against the gold's, as multisets; for two images an
     item is an object phrase of its image), ``length_right`` (every list has the gold's
     length) and, for two images, ``attributes_right`` (of the gold objects' attribute words,
-    the share the predicted object at the same place in the same image has at the same place)."""
+    the share the predicted object at the same place in the same image has at the same place;
+    and that share for each attribute alone, ``size_right`` .. ``shape_right``)."""
     gold, predicted = answer_lists(skill, record.answer), answer_lists(skill, prediction)
     gold_items = [(k, item) for k, items in enumerate(gold) for item in items]  # an item is tagged by its image
     predicted_items = [(k, item) for k, items in enumerate(predicted) for item in items]
@@ -116,6 +120,8 @@ def partial_scores(skill: str, prediction: str, record: Record) -> dict[str, flo
         pairs = [(phrase.split(), guesses[i].split() if i < len(guesses) else []) for phrases, guesses in zip(gold, predicted) for i, phrase in enumerate(phrases)]
         total = sum(len(words) for words, _ in pairs)
         scores["attributes_right"] = sum(a == b for words, guess in pairs for a, b in zip(words, guess)) / total if total else 0.0
+        for k, attribute in enumerate(OBJECT_NAME_ORDER):  # the same, one attribute at a time
+            scores[f"{attribute}_right"] = sum(len(guess) > k and words[k] == guess[k] for words, guess in pairs) / len(pairs) if pairs else 0.0
     return scores
 
 
