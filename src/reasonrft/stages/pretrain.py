@@ -130,7 +130,7 @@ class PretrainConfig:
             raise ValueError("batch sizes must be >= 1")
         if self.dense_steps < 0 or self.dense_learning_rate <= 0 or not 0 <= self.dense_diagram_fraction <= 1:
             raise ValueError("need dense_steps >= 0, dense_learning_rate > 0 and dense_diagram_fraction in [0, 1]")
-        self.perception_config()  # validates kind_weights and question_first_kinds
+        self.perception_config()  # validates kind_weights, question_first_kinds and reading_perception
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.text_steps < 0 or self.text_learning_rate <= 0 or self.text_batch_size < 1:
