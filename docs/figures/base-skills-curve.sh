@@ -18,4 +18,5 @@ cd docs/figures && exec ../../.venv/bin/python ../../benchmarks/plot_base_skills
   "N8 (N2 + filtered counts)@337600=base-skills-n2.jsonl" "N8 (N2 + filtered counts)@369600=base-skills-n8.jsonl" \
   "N9 (N2 + filtered-count head)@337600=base-skills-n2.jsonl" "N9 (N2 + filtered-count head)@369600=base-skills-n9.jsonl" \
   "N10 (N8, question first)@337600=base-skills-n2.jsonl" "N10 (N8, question first)@369600=base-skills-n10.jsonl" \
-  "N11 (N2 + size, material)@337600=base-skills-n2.jsonl" "N11 (N2 + size, material)@361600=base-skills-n11.jsonl"
+  "N11 (N2 + size, material)@337600=base-skills-n2.jsonl" "N11 (N2 + size, material)@361600=base-skills-n11.jsonl" \
+  "N11b (N11, seed 112)@337600=base-skills-n2.jsonl" "N11b (N11, seed 112)@361600=base-skills-n11b.jsonl"
