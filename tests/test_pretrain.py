@@ -733,6 +733,26 @@ def test_text_phase_items_are_train_text_kinds_with_the_answer_alone_labelled(na
         assert processor.tokenizer.decode(real).startswith(prompt.replace("<|image_pad|>", "<|image_pad|>" * 4))  # what eval renders
 
 
+def test_text_phase_format_items_label_the_tagged_answer_and_leave_the_other_items_as_they_were(nano_model):
+    """``format_fraction`` asks some items in the think/answer format, labelled with the tagged
+    thought and answer; every other item is the one the phase gave before (earlier runs rebuild)."""
+    from reasonrft.data import sft_target
+
+    processor = modeling.load_processor(nano_model)
+    plain, with_format = text_phase.TextConfig(kind_weights=(1, 1)), text_phase.TextConfig(kind_weights=(1, 1), format_fraction=0.5)
+    before, after = ([text_phase.item("train", 0, 0, i, c) for i in range(16)] for c in (plain, with_format))
+    asked = [r for r in after if r.meta.get("format")]
+    assert 0 < len(asked) < 16 and not any(r.meta.get("format") for r in before)
+    assert all(a.answer == b.answer and (a.problem == b.problem or a.meta.get("format")) for a, b in zip(after, before))
+    inputs = text_phase.batch_tensors(processor, asked)
+    for row, record in enumerate(asked):
+        labels = inputs["labels"][row]
+        target = processor.tokenizer.decode(labels[labels != text_phase.IGNORE])
+        assert target == f"{sft_target(record, 'cot')}<|im_end|>\n" and target.startswith("<think>") and rewards.format_reward([target.removesuffix("<|im_end|>\n")])[0] == 1.0
+    with pytest.raises(ValueError, match="format_fraction"):
+        text_phase.TextConfig(format_fraction=1.5)
+
+
 def test_text_phase_on_image_kinds_gives_their_scenes_and_measures_their_skills(nano_model):
     """``text_kinds`` turns the same loop to counting or attributes: items of those kinds with
     their 224 px scenes (train split), the answer alone labelled, and the benchmark's skills of

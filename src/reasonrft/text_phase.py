@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonrft import base_skills, phase_loop
-from reasonrft.data import Record, user_message_with_images
+from reasonrft.data import Record, sft_target, user_message_with_images
 from reasonrft.io import truncate_jsonl
 from reasonrft.pretrain_data import TASK_NAME
 from reasonrft.stages.common import freeze_vision
@@ -55,6 +55,9 @@ class TextConfig:
     # the items' ``perception.PerceptionConfig`` overrides, e.g. {"attribute_max_objects": 3}
     # for a curriculum's first rung (the held-out log keeps the benchmark's own items)
     perception: dict = field(default_factory=dict)
+    # items asked in the think/answer format (target: the tagged thought and answer), drawn
+    # apart from the rest so that 0 keeps the items of every earlier run
+    format_fraction: float = 0.0
     save_steps: int = 100
     eval_every: int = 250
     eval_items: int = 50  # per held-out skill
@@ -67,6 +70,8 @@ class TextConfig:
         if len(self.kind_weights) != len(self.kinds) or min(self.kind_weights) < 0 or sum(self.kind_weights) <= 0:
             raise ValueError(f"text kind_weights needs {len(self.kinds)} weights >= 0 ({', '.join(self.kinds)}), not all 0")
         self.perception_config()  # validates the overrides
+        if not 0 <= self.format_fraction <= 1:
+            raise ValueError(f"text format_fraction must be in [0, 1], got {self.format_fraction}")
 
     def perception_config(self) -> perception.PerceptionConfig:
         return perception.PerceptionConfig.from_overrides(self.perception, "text perception override")
@@ -76,14 +81,15 @@ def item(split: str, seed: int, step: int, index: int, config: TextConfig) -> Re
     """Item ``index`` of batch ``step``: a kind drawn by ``kind_weights``."""
     rng = item_rng("text-phase", split, seed, step * 1_000_003 + index)
     kind = rng.choices(config.kinds, weights=config.kind_weights)[0]
-    return base_skills.as_record(perception.make_sample(config.perception_config(), kind, split, rng, f"text-{split}-{step}-{index}"))
+    ask_format = config.format_fraction > 0 and item_rng("text-phase-format", split, seed, step * 1_000_003 + index).random() < config.format_fraction
+    return base_skills.as_record(perception.make_sample(config.perception_config(), kind, split, rng, f"text-{split}-{step}-{index}", ask_format=ask_format))
 
 
 def batch_tensors(processor, records: list[Record]) -> dict:
     """The model's inputs for ``records``, with labels on the answer (and its end-of-turn) only."""
     task = get_task(TASK_NAME)
     prompts = [processor.apply_chat_template([user_message_with_images(task, r, "answer")], tokenize=False, add_generation_prompt=True) for r in records]
-    completions = [f"{r.answer}<|im_end|>\n" for r in records]
+    completions = [f"{sft_target(r, 'cot') if r.meta.get('format') else r.answer}<|im_end|>\n" for r in records]
     inputs = processor(text=[p + c for p, c in zip(prompts, completions)], images=[im for r in records for im in r.images], padding=True, padding_side="right", return_tensors="pt")
     labels = inputs["input_ids"].clone()
     lengths = inputs["attention_mask"].sum(1).tolist()

@@ -105,6 +105,7 @@ class PretrainConfig:
     text_kinds: list[str] = field(default_factory=list)  # perception kinds; empty: the text kinds (arithmetic, copy)
     text_kind_weights: list[int] = field(default_factory=list)  # one per kind; empty: the phase's default (text kinds only)
     text_perception: dict = field(default_factory=dict)  # the text phase's scene settings, e.g. {attribute_max_objects: 3}
+    text_format_fraction: float = 0.0  # text-phase items asked in the think/answer format (0: none, as every earlier run)
     freeze_vision: bool = False  # phase 3 (answer-only SFT) trains only the language model
     # processes that render data beside the training process: the dense phase's batches, the
     # reading set, the reading phase's batches (0: none; a GPU box wants most of its cores)
@@ -152,7 +153,7 @@ class PretrainConfig:
         elif self.text_kind_weights:
             mix = {"kind_weights": tuple(self.text_kind_weights)}
         return text_phase.TextConfig(steps=max(1, self.text_steps), batch_size=self.text_batch_size, learning_rate=self.text_learning_rate,
-                                     save_steps=min(100, max(1, self.text_steps)), seed=self.seed, perception=dict(self.text_perception), **mix)
+                                     save_steps=min(100, max(1, self.text_steps)), seed=self.seed, perception=dict(self.text_perception), format_fraction=self.text_format_fraction, **mix)
 
     def perception_config(self) -> perception.PerceptionConfig:
         """The reading set's mix: ``reading_perception`` with ``kind_weights`` and ``question_first_kinds``."""
