@@ -54,10 +54,10 @@ def images_and_objects(look: str, split: str, n: int, seed: int) -> tuple[list, 
     config = perception.PerceptionConfig()
     rng = random.Random(f"probe-object-cells-{look}-{split}-{seed}")
     images, objects = [], []
+    view = transformation.TransformationConfig().camera("centre")  # the two_images kind's camera
     while len(images) < n:
         if look == "transformation":
             pair, _, _, meta = perception.two_images(config, split, rng)
-            view = transformation.TransformationConfig().camera("centre")
             for image, state in zip(pair, ("initial", "final")):
                 scene = transformation.scene_from_meta(meta[state])
                 for obj, solid in zip(scene, transformation.solids(scene)):

@@ -42,11 +42,12 @@ def iter_pretrain_records(n: int, seed: int = 0, split: str = "train", offset: i
         yield Record(sample.id, list(sample.images), sample.problem, target(sample), None, TASK_NAME, dict(sample.meta))
 
 
-def target(sample: Sample) -> str:
-    """What the base learns to say: the answer, tagged with the thought for format items."""
-    if sample.meta.get("format"):
-        return sft_target(Record(sample.id, [], sample.problem, sample.answer, sample.cot), "cot")
-    return sample.answer
+def target(item: Sample | Record) -> str:
+    """What the base learns to say: the answer, tagged with the thought for format items (the
+    reading set's samples and the text phase's records alike)."""
+    if item.meta.get("format"):
+        return sft_target(Record(item.id, [], item.problem, item.answer, item.cot), "cot")
+    return item.answer
 
 
 def corpus() -> list[str]:

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reasonrft import base_skills, phase_loop
-from reasonrft.data import Record, sft_target, user_message_with_images
+from reasonrft.data import Record, user_message_with_images
 from reasonrft.io import truncate_jsonl
-from reasonrft.pretrain_data import TASK_NAME
+from reasonrft.pretrain_data import TASK_NAME, target
 from reasonrft.stages.common import freeze_vision
 from reasonrft.tasks import get_task, perception
 from reasonrft.tasks.base import item_rng
@@ -79,9 +79,10 @@ class TextConfig:
 
 def item(split: str, seed: int, step: int, index: int, config: TextConfig) -> Record:
     """Item ``index`` of batch ``step``: a kind drawn by ``kind_weights``."""
-    rng = item_rng("text-phase", split, seed, step * 1_000_003 + index)
+    key = step * 1_000_003 + index
+    rng = item_rng("text-phase", split, seed, key)
     kind = rng.choices(config.kinds, weights=config.kind_weights)[0]
-    ask_format = config.format_fraction > 0 and item_rng("text-phase-format", split, seed, step * 1_000_003 + index).random() < config.format_fraction
+    ask_format = config.format_fraction > 0 and item_rng("text-phase-format", split, seed, key).random() < config.format_fraction
     return base_skills.as_record(perception.make_sample(config.perception_config(), kind, split, rng, f"text-{split}-{step}-{index}", ask_format=ask_format))
 
 
@@ -89,7 +90,7 @@ def batch_tensors(processor, records: list[Record]) -> dict:
     """The model's inputs for ``records``, with labels on the answer (and its end-of-turn) only."""
     task = get_task(TASK_NAME)
     prompts = [processor.apply_chat_template([user_message_with_images(task, r, "answer")], tokenize=False, add_generation_prompt=True) for r in records]
-    completions = [f"{sft_target(r, 'cot') if r.meta.get('format') else r.answer}<|im_end|>\n" for r in records]
+    completions = [f"{target(r)}<|im_end|>\n" for r in records]
     inputs = processor(text=[p + c for p, c in zip(prompts, completions)], images=[im for r in records for im in r.images], padding=True, padding_side="right", return_tensors="pt")
     labels = inputs["input_ids"].clone()
     lengths = inputs["attention_mask"].sum(1).tolist()
