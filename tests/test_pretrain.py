@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -496,6 +497,27 @@ def test_benchmark_items_are_held_out_and_rebuild_alone(skill_records):
     assert bench.skill_records("copy", 6)[5].answer == bench.skill_records("copy", 6)[5].answer
     assert {r.meta["style"] for r in bench.skill_records("count/test-ood-d", 3)} == {"textured"}
     assert all(r.meta.get("format") for r in bench.skill_records("format", 4))
+
+
+def test_arithmetic_skills_score_each_held_out_fact_once():
+    """Drawn as pretraining draws them, a few sums would carry the score ("29 + 1" came 26
+    times in 300); the benchmark asks every held-out fact once, and only those."""
+    from reasonrft import base_skills as bench
+    from reasonrft.tasks import perception
+
+    config = PerceptionConfig()
+    for skill, families in (("arithmetic/sum_difference", ("sum", "difference")), ("arithmetic/product_quotient_square_root", ("product", "quotient", "square", "root"))):
+        held_out = {q for f in families for q, _ in perception.arithmetic_facts(f) if in_split(perception.scene_key("arithmetic", q), "test", config)}
+        items = bench.skill_records(skill, 10_000)
+        assert [r.problem for r in items] and sorted(r.problem for r in items) == sorted(held_out), skill
+        assert [r.problem for r in bench.skill_records(skill, 7)] == [r.problem for r in items[:7]]  # a prefix: n only cuts
+    rng = random.Random(3)
+    for family in perception.ARITHMETIC_FAMILIES:  # the enumeration is every fact pretraining can draw, and no other
+        facts = set(perception.arithmetic_facts(family))
+        assert {perception._draw_fact(family, rng) for _ in range(3_000)} <= facts and len(facts) == len(perception.arithmetic_facts(family))
+    held_out_sum = next(fact for fact in perception.arithmetic_facts("sum") if in_split(perception.scene_key("arithmetic", fact[0]), "test", config))
+    with pytest.raises(ValueError, match="not in the train split"):
+        perception.arithmetic(config, "train", rng, "sum", fact=held_out_sum)
 
 
 def test_partial_credit_on_list_skills_separates_length_items_and_attributes():

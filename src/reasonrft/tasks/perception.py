@@ -306,34 +306,66 @@ def blank_image() -> Image.Image:
     return Image.new("RGB", (56, 56), (128, 128, 128))
 
 
-def arithmetic(config: PerceptionConfig, split: str, rng: random.Random, family: str | None = None) -> tuple[tuple, str, str, dict]:
+def arithmetic(config: PerceptionConfig, split: str, rng: random.Random, family: str | None = None, fact: tuple[str, int] | None = None) -> tuple[tuple, str, str, dict]:
     """One operation on the numbers the tasks use, as text: sums and differences up to 30 (the
     counting task's steps), products, exact quotients, squares and roots (behind structure's
-    answers). A bare expression, never a task's question (no objects, no figure)."""
+    answers). A bare expression, never a task's question (no objects, no figure). ``fact``: this
+    (question, answer) of ``arithmetic_facts(family)`` instead of a drawn one (it must be in ``split``)."""
     family = family or rng.choice(ARITHMETIC_FAMILIES)
     while True:
-        if family == "sum":
-            a = rng.randint(0, 30); b = rng.randint(0, 30 - a)
-            question, answer = f"What is {a} + {b}?", a + b
-        elif family == "difference":
-            a = rng.randint(0, 30); b = rng.randint(0, a)
-            question, answer = f"What is {a} - {b}?", a - b
-        elif family == "product":
-            a, b = rng.randint(2, 20), rng.randint(2, 12)
-            question, answer = f"What is {a} * {b}?", a * b
-        elif family == "quotient":
-            b, answer = rng.randint(2, 12), rng.randint(2, 20)
-            question = f"What is {answer * b} / {b}?"
-        elif family == "square":
-            a = rng.randint(2, 30)
-            question, answer = f"What is {a} squared?", a * a
-        else:
-            answer = rng.randint(2, 30)
-            question = f"What is the square root of {answer * answer}?"
+        question, answer = fact or _draw_fact(family, rng)
         key = scene_key("arithmetic", question)
         if in_split(key, split, config):
             break
+        if fact:
+            raise ValueError(f"arithmetic: {question!r} is not in the {split} split")
     return (blank_image(),), question, str(answer), {"scene_key": key, "question": family}
+
+
+def _draw_fact(family: str, rng: random.Random) -> tuple[str, int]:
+    """One fact of ``family`` as pretraining draws it: the first operand uniform, then the second
+    (so a sum with a large first term, "29 + 1", is drawn far more often than "5 + 4")."""
+    if family == "sum":
+        a = rng.randint(0, 30); b = rng.randint(0, 30 - a)
+        return f"What is {a} + {b}?", a + b
+    if family == "difference":
+        a = rng.randint(0, 30); b = rng.randint(0, a)
+        return f"What is {a} - {b}?", a - b
+    if family == "product":
+        a, b = rng.randint(2, 20), rng.randint(2, 12)
+        return f"What is {a} * {b}?", a * b
+    if family == "quotient":
+        b, answer = rng.randint(2, 12), rng.randint(2, 20)
+        return f"What is {answer * b} / {b}?", answer
+    if family == "square":
+        a = rng.randint(2, 30)
+        return f"What is {a} squared?", a * a
+    answer = rng.randint(2, 30)
+    return f"What is the square root of {answer * answer}?", answer
+
+
+def arithmetic_facts(family: str) -> list[tuple[str, int]]:
+    """Every (question, answer) ``_draw_fact(family, ...)`` can give, once each, in a fixed order:
+    the skills benchmark scores each held-out fact once, not in proportion to how often it is drawn."""
+    ranges = {"sum": [(a, b) for a in range(31) for b in range(31 - a)], "difference": [(a, b) for a in range(31) for b in range(a + 1)],
+              "product": [(a, b) for a in range(2, 21) for b in range(2, 13)], "quotient": [(b, q) for b in range(2, 13) for q in range(2, 21)],
+              "square": [(a,) for a in range(2, 31)], "root": [(a,) for a in range(2, 31)]}
+    if family not in ranges:
+        raise ValueError(f"unknown arithmetic family {family!r}; choose from {', '.join(ARITHMETIC_FAMILIES)}")
+    return [_draw_fact(family, _Fixed(pair)) for pair in ranges[family]]
+
+
+class _Fixed:
+    """A stand-in for ``random.Random`` whose ``randint`` returns the given values in turn:
+    ``arithmetic_facts`` enumerates through ``_draw_fact`` itself, so the two cannot disagree."""
+
+    def __init__(self, values: tuple[int, ...]):
+        self._values = list(values)
+
+    def randint(self, low: int, high: int) -> int:
+        value = self._values.pop(0)
+        assert low <= value <= high, (value, low, high)
+        return value
 
 
 def copy_phrase(config: PerceptionConfig, split: str, rng: random.Random) -> tuple[tuple, str, str, dict]:
