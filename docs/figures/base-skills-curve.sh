@@ -21,4 +21,5 @@ cd docs/figures && exec ../../.venv/bin/python ../../benchmarks/plot_base_skills
   "N11 (N2 + size, material)@337600=base-skills-n2.jsonl" "N11 (N2 + size, material)@361600=base-skills-n11.jsonl" \
   "N11b (N11, seed 112)@337600=base-skills-n2.jsonl" "N11b (N11, seed 112)@361600=base-skills-n11b.jsonl" \
   "N12b (N2 + text top-up)@337600=base-skills-n2.jsonl" "N12b (N2 + text top-up)@376000=base-skills-n12b.jsonl" \
-  "N13 (N12b, 40% format)@337600=base-skills-n2.jsonl" "N13 (N12b, 40% format)@376000=base-skills-n13.jsonl"
+  "N13 (N12b, 40% format)@337600=base-skills-n2.jsonl" "N13 (N12b, 40% format)@376000=base-skills-n13.jsonl" \
+  "N13b (N13, seed 132)@337600=base-skills-n2.jsonl" "N13b (N13, seed 132)@376000=base-skills-n13b.jsonl"
