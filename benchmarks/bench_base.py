@@ -37,18 +37,19 @@ def run(model_dir: str, n: int, skills: list[str], batch_size: int = 16, questio
     for skill in skills:
         started = time.time()
         records, predictions, values = measure(model, processor, model_dir, skill, n, batch_size, question_first)
-        low, high = stats.wilson_interval(int(sum(values)), len(values)) if stats.is_binary(values) else (None, None)
-        line = {"model": portable_path(model_dir), "skill": skill, "n": len(values), "accuracy": round(100 * sum(values) / len(values), 1), "ci95": [round(100 * low, 1), round(100 * high, 1)] if low is not None else None, "seconds": round(time.time() - started, 1), "example": [records[0].answer, predictions[0]]}
+        n_items = len(values)  # n, or fewer where the skill has fewer items (the arithmetic facts)
+        low, high = stats.wilson_interval(int(sum(values)), n_items) if stats.is_binary(values) else (None, None)
+        line = {"model": portable_path(model_dir), "skill": skill, "n": n_items, "accuracy": round(100 * sum(values) / n_items, 1), "ci95": [round(100 * low, 1), round(100 * high, 1)] if low is not None else None, "seconds": round(time.time() - started, 1), "example": [records[0].answer, predictions[0]]}
         if question_first:
             line["layout"] = QUESTION_FIRST
         if skill in CHANCE:
             line["chance"] = round(100 * CHANCE[skill], 1)
         most_frequent = collections.Counter(r.answer for r in records).most_common(1)[0][0]
         if skill != "format":  # the score of always giving the skill's most frequent answer
-            line["majority"] = round(100 * sum(r.answer == most_frequent for r in records) / len(records), 1)
+            line["majority"] = round(100 * sum(r.answer == most_frequent for r in records) / n_items, 1)
         if skill in LIST_SKILLS:  # partial credit, the model's and the most frequent answer's
             line["partial"], line["partial_ci95"] = mean_partial(skill, predictions, records)
-            line["partial_majority"] = mean_partial(skill, [most_frequent] * len(records), records)[0]
+            line["partial_majority"] = mean_partial(skill, [most_frequent] * n_items, records)[0]
         print(json.dumps(line), flush=True)
         lines.append(line)
     print(json.dumps({"model": portable_path(model_dir), "skill": "mean", "n": sum(l["n"] for l in lines), "accuracy": round(sum(l["accuracy"] for l in lines) / len(lines), 1)}), flush=True)

@@ -66,7 +66,7 @@ def skill_records(skill: str, n: int, seed: int = 0, question_first: bool = Fals
     kind, options, _ = SKILLS[skill]
     config = perception.PerceptionConfig(question_first_kinds=perception.KINDS if question_first else ())
     if kind == "arithmetic":
-        return fact_records(skill, n, seed, config)
+        return fact_records(skill, options["family"], n, seed, config)
     records = []
     for i in range(n):
         rng = item_rng(f"bench-base/{skill}", "test", seed, i)
@@ -77,13 +77,12 @@ def skill_records(skill: str, n: int, seed: int = 0, question_first: bool = Fals
     return records
 
 
-def fact_records(skill: str, n: int, seed: int, config: perception.PerceptionConfig) -> list[Record]:
-    """An arithmetic skill's items: each held-out fact of its families once, at most ``n`` of
-    them (the first ``n`` of a seeded shuffle; fewer items than ``n`` when there are fewer facts). Drawn the way
+def fact_records(skill: str, families: tuple[str, ...], n: int, seed: int, config: perception.PerceptionConfig) -> list[Record]:
+    """An arithmetic skill's items: each held-out fact of its ``families`` once, at most ``n`` of
+    them (the first ``n`` of a seeded shuffle; fewer when there are fewer facts). Drawn the way
     pretraining draws them, a few facts would carry the score: in 300 draws "29 + 1" came 26
     times, and the 300 items held 82 distinct sums and differences."""
-    _, options, _ = SKILLS[skill]
-    facts = [(family, fact) for family in options["family"] for fact in perception.arithmetic_facts(family)
+    facts = [(family, fact) for family in families for fact in perception.arithmetic_facts(family)
              if perception.in_split(perception.scene_key("arithmetic", fact[0]), "test", config)]
     item_rng(f"bench-base/{skill}", "test", seed, 0).shuffle(facts)  # a smaller n takes a prefix
     return [as_record(perception.make_sample(config, "arithmetic", "test", None, f"{skill}-{i}", family=family, fact=fact))
