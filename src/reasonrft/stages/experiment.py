@@ -28,7 +28,9 @@ saw (steps, prompts, completions, distinct records, learning rate).
 A re-run reuses every finished model and evaluation with the same settings; a model in OUT
 trained with other settings is refused with the keys that differ, never reported as the
 new settings' result. A stage interrupted mid-training (a session's end) continues from its
-newest complete checkpoint (one every ``checkpoint_steps`` steps), not from step 0.
+newest complete checkpoint (one every ``checkpoint_steps`` steps), not from step 0. The wall
+times a run reports (``total_s``, ``timings_s`` per paradigm) are that run's own: what it
+reused or resumed was paid for by an earlier run, whose results record it.
 
 ``reasonrft sweep --task T --budgets 400,800,1600``: ``compare`` at each budget, then
 ``OUT/data_efficiency.png``: accuracy against training samples (log x), in-domain and
@@ -424,7 +426,8 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
     for name, seen in result.get("grpo", {}).items():
         md += (f"\n{TITLES[name]}'s GRPO: {seen['steps']} steps x {seen['prompts_per_step']} prompts x {seen['completions_per_prompt']} completions, "
                f"lr {seen['learning_rate']}{_rewards_text(seen)}: {seen['prompts_seen']} prompts seen, {seen['distinct_records']} distinct of its {seen['records']} records.\n")
-    atomic_write_text(out / "results.md", md + f"\nWall time: {result['total_s']} s.\n")
+    atomic_write_text(out / "results.md", md + f"\nWall time of this run: {result['total_s']} s ({_time_spent(result['timings_s'])}). "
+                      "Stages and evaluations reused from an earlier run, or resumed from a checkpoint, count only the time spent in this one.\n")
     atomic_write_json(out / "results.json", result)
     buf = io.StringIO()
     csv.writer(buf).writerows(_csv_lines(named + [baseline], splits))
@@ -453,6 +456,11 @@ def _csv_lines(rows: list[tuple[str, dict]], splits: list[str]) -> list[list]:
         lines.append([title, "AVG", "all", n_all, row["average"], *(row["average_ci95"] or ["", ""]), row.get("average_ci_method", "")])
         lines.append([title, "OOD AVG", "all", n_shift, row["shift_average"], *(row["shift_average_ci95"] or ["", ""]), row.get("shift_average_ci_method", "")])
     return lines
+
+
+def _time_spent(timings: dict[str, float]) -> str:
+    """"cot-sft 873.1 s, reason-rft 0.3 s": each paradigm's share of a run's wall time."""
+    return ", ".join(f"{name} {seconds} s" for name, seconds in timings.items())
 
 
 def _rewards_text(seen: dict) -> str:
