@@ -101,6 +101,24 @@ def test_most_frequent_answer_and_its_baseline_summary():
     }
 
 
+def test_the_best_constant_answer_is_the_most_frequent_under_exact_match_and_a_longer_guess_under_partial_credit():
+    exact = lambda prediction, gold: float(prediction == gold)  # noqa: E731
+    assert stats.best_constant_answer(["3", "4", " 4", "5"], exact) == "4"
+    assert stats.best_constant_answer(["3", "4", "4", "3"], exact) == "3"  # a tie: the more frequent first, then the first seen
+    task = get_task("transformation")
+    color, size, shape = "change_color(0, red)", "change_size(1, small)", "change_shape(2, cube)"
+    train = [color, color, size, size, shape, f"{color}, {size}, {shape}"]
+    # always `color` scores 1 + 1 + 0 + 0 + 0 + 1/3; always all three calls 1/3 on each one-call answer and 1 on the last
+    assert stats.most_frequent_answer(train) == color
+    assert stats.best_constant_answer(train, task.score) == f"{color}, {size}, {shape}"
+    rec = lambda i, answer: data.Record(f"r{i}", ["before.png", "after.png"], "q", answer)  # noqa: E731
+    test = {"test-id": [rec(0, color), rec(1, shape)], "test-ood-left": [rec(2, f"{size}, {shape}")], "test-ood-right": [rec(3, "change_color(1, blue)")]}
+    best = evaluate.best_constant_answer_baseline(task, train, test)
+    assert best["answer"] == f"{color}, {size}, {shape}"
+    # test-id: 1/3 + 1/3; left: 2 of 3 calls exact; right: color's function on another object and value, 0.25 / 3
+    assert {s: e["accuracy"] for s, e in best["splits"].items()} == {"test-id": 33.33, "test-ood-left": 66.67, "test-ood-right": 8.33}
+
+
 # --------------------------------------------------------------------------- summaries
 
 

@@ -38,6 +38,7 @@ def test_compare_writes_the_paper_table_for_every_paradigm_and_split(nano_model,
     baseline = result["baseline"]  # always the training set's most frequent answer
     train_answers = [r["answer"] for r in json.loads((out / "data" / "train" / "data.json").read_text())]
     assert baseline["answer"] == stats.most_frequent_answer(train_answers)
+    assert "best_constant" not in result  # 0/1 scores: the best constant answer is the most frequent
     for s in splits:
         gold = [r["answer"] for r in json.loads((out / "data" / s / "data.json").read_text())]
         assert baseline["splits"][s]["accuracy"] == 100 * sum(a == baseline["answer"] for a in gold) / len(gold)
@@ -130,6 +131,28 @@ def test_sweep_plots_accuracy_against_samples_with_the_activation_point(nano_mod
     copied = json.loads((out / "n8" / "eval" / "zero-shot" / "summary.json").read_text())  # the base on the same test sets: evaluated once
     assert copied["copied_from"] == str(out / "n4" / "eval" / "zero-shot") and copied["config"]["data_root"] == str(out / "n8" / "data")
     assert summary["8"]["zero-shot"] == summary["4"]["zero-shot"]
+
+
+def test_a_partial_credit_task_reports_the_best_constant_answer_too(nano_model, tmp_path):
+    task = get_task("transformation")
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", "--task", "transformation", "--out", str(out), "--budgets", "4,8", f"compare={{model: {nano_model}, paradigms: [zero-shot], n_eval: 2, max_new_tokens: 12}}"]) == 0
+    result = json.loads((out / "n8" / "results.json").read_text())
+    train = [r["answer"] for r in json.loads((out / "n8" / "data" / task.train_split / "data.json").read_text())]
+    best, frequent = result["best_constant"], result["baseline"]
+    assert best["answer"] == stats.best_constant_answer(train, task.score)
+
+    def on_training(answer: str) -> float:
+        return sum(task.score(answer, gold) for gold in train)
+
+    assert on_training(best["answer"]) >= on_training(frequent["answer"])  # chosen on the training answers, never the test sets
+    gold = [r["answer"] for r in json.loads((out / "n8" / "data" / "test-id" / "data.json").read_text())]
+    assert best["splits"]["test-id"]["accuracy"] == round(100 * sum(task.score(best["answer"], g) for g in gold) / len(gold), 2)
+    title = f"Best constant answer ({best['answer']!r} always)"
+    assert f"| {title} | {stats.format_ci(best['splits']['test-id'])} |" in (out / "n8" / "results.md").read_text()
+    assert [r for r in csv.reader((out / "n8" / "results.csv").open()) if r[0] == title][-1][1:5] == ["OOD AVG", "all", "4", str(best["shift_average"])]
+    point = json.loads((out / "sweep.json").read_text())["8"]["best-constant"]
+    assert (point["id"], point["ood"], point["ood_ci95"]) == (best["splits"]["test-id"]["accuracy"], best["shift_average"], best["shift_average_ci95"])
 
 
 def test_an_evaluation_is_copied_only_onto_identical_settings_and_test_files(nano_model, tmp_path):

@@ -124,10 +124,13 @@ def accuracy_bars(rows: list[list], header: list[str], out: str | os.PathLike, t
     return save_figure(fig, out)
 
 
+BASELINES = {"most-frequent": ("gray", "most frequent answer"), "best-constant": ("black", "best constant answer")}  # sweep rows drawn dotted
+
+
 def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> Path:
     """Accuracy vs training samples (log x), in-domain and domain-shift panels, each point with
     its 95% interval where the summary has one; zero-shot as a dashed line, the
-    most-frequent-answer baseline as a dotted one, the stage-1 activation point as a star at
+    constant-answer baselines (most frequent; best constant, for partial credit) as dotted ones, the stage-1 activation point as a star at
     the samples stage 1 saw (the paper's figure). ``summary[budget][row]`` holds ``id``,
     ``ood``, ``samples`` and optionally ``id_ci95`` / ``ood_ci95``."""
     plt = pyplot()
@@ -136,7 +139,7 @@ def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> P
     for ax, key, name in ((axes[0], "id", "in-domain"), (axes[1], "ood", "domain shift (avg)")):
         paradigms = sorted({p for b in budgets for p in summary[str(b)]})
         for p in paradigms:
-            if p in ("zero-shot", "stage1", "most-frequent"):
+            if p in ("zero-shot", "stage1", *BASELINES):
                 continue
             entries = [(b, summary[str(b)][p]) for b in budgets if p in summary[str(b)]]
             (line,) = ax.plot([b for b, _ in entries], [e[key] for _, e in entries], marker="o", label=p)
@@ -144,9 +147,10 @@ def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> P
         zero = [summary[str(b)]["zero-shot"][key] for b in budgets if "zero-shot" in summary[str(b)]]
         if zero:
             ax.axhline(zero[0], linestyle="--", color="gray", label="zero-shot")
-        baseline = [(b, summary[str(b)]["most-frequent"][key]) for b in budgets if "most-frequent" in summary[str(b)]]
-        if baseline:
-            ax.plot([x for x, _ in baseline], [y for _, y in baseline], linestyle=":", color="gray", label="most frequent answer")
+        for row, (color, label) in BASELINES.items():
+            baseline = [(b, summary[str(b)][row][key]) for b in budgets if row in summary[str(b)]]
+            if baseline:
+                ax.plot([x for x, _ in baseline], [y for _, y in baseline], linestyle=":", color=color, label=label)
         stage1 = [(summary[str(b)]["stage1"].get("samples", b), summary[str(b)]["stage1"]) for b in budgets if "stage1" in summary[str(b)]]  # at its own data share
         if stage1:
             ax.scatter([x for x, _ in stage1], [e[key] for _, e in stage1], marker="*", s=120, color="black", label="stage 1 only", zorder=5)

@@ -71,11 +71,11 @@ def spread(runs: list[dict]) -> dict:
     """Per row present in every run: each seed's in-domain and domain-shift accuracy with its
     interval, and their mean, range and sample standard deviation; per paired comparison
     present in every run, each seed's difference and the number of seeds that clear zero."""
-    from reasonrft.stages.experiment import TITLES, row_point
+    from reasonrft.stages.experiment import TITLES, baseline_rows, row_point
     from reasonrft.tasks import get_task
 
     in_domain = get_task(runs[0]["task"]).test_splits[0]
-    tables = [{**run["rows"], "most-frequent": run["baseline"]} for run in runs]
+    tables = [{**run["rows"], **baseline_rows(run)} for run in runs]
     names = [n for n in TITLES if all(n in t for t in tables)]
     rows = {}
     for name in names:

@@ -1,4 +1,4 @@
-"""95% confidence intervals for accuracies, and the most-frequent-answer baseline's scores.
+"""95% confidence intervals for accuracies, and the constant-answer baselines (most frequent, best constant).
 
 At n = 100 questions per split, a gap of a few points between two models is noise; every
 accuracy this project reports therefore carries n and a 95% interval over questions:
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 BOOTSTRAP_SAMPLES = 2000
@@ -142,6 +142,20 @@ def most_frequent_answer(answers: Iterable[str]) -> str:
     if not counts:
         raise ValueError("no answers to count")
     return counts.most_common(1)[0][0]
+
+
+def best_constant_answer(answers: Sequence[str], score: Callable[[str, str], float], candidates: int = 300, targets: int = 500) -> str:
+    """The answer that, given to every question, scores best against ``answers`` under
+    ``score(prediction, gold)``. For a 0/1 scorer that is the most frequent answer; for a
+    partial-credit one (transformation's programs) it can be a long program that collects
+    partial credit on most questions while being exactly right on none. Searched among the
+    ``candidates`` most frequent distinct answers, each scored on the first ``targets``
+    answers: candidates x targets scorer calls bound the time. Ties go to the more frequent."""
+    ranked = [a for a, _ in Counter(a.strip() for a in answers).most_common(candidates)]
+    if not ranked:
+        raise ValueError("no answers to choose from")
+    gold = [a.strip() for a in answers[:targets]]
+    return max(ranked, key=lambda candidate: sum(score(candidate, g) for g in gold))  # max keeps the first of equals
 
 
 def _pct(fraction: float) -> float:

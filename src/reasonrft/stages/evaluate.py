@@ -286,7 +286,18 @@ def most_frequent_answer_baseline(task: Task, train_answers: list[str], test_set
     """The summary of always answering the training set's most frequent answer (scored by
     the task's own scorer, per split and group, with intervals): the level a model must beat
     to show it reads the image at all. ``summary["answer"]`` is that answer."""
-    answer = stats.most_frequent_answer(train_answers)
+    return _constant_answer_summary(task, stats.most_frequent_answer(train_answers), test_sets, seed)
+
+
+def best_constant_answer_baseline(task: Task, train_answers: list[str], test_sets: dict[str, list[data.Record]], seed: int = 0) -> dict[str, Any]:
+    """Like ``most_frequent_answer_baseline``, for the constant answer that scores best on the
+    training answers (``stats.best_constant_answer``; chosen without the test sets). Under a
+    partial-credit scorer (``task.partial_credit``) it is the higher bar: always giving one
+    long made-up program beats always giving the most frequent one-call program."""
+    return _constant_answer_summary(task, stats.best_constant_answer(train_answers, task.score), test_sets, seed)
+
+
+def _constant_answer_summary(task: Task, answer: str, test_sets: dict[str, list[data.Record]], seed: int) -> dict[str, Any]:
     rows = [score_row(task, split, rec, answer) for split, records in test_sets.items() for rec in records]
     summary = summarize(task, rows, list(test_sets), seed)
     summary["answer"] = answer

@@ -17,7 +17,9 @@ Writes ``OUT/results.{md,json,csv}``, ``OUT/accuracy_bars.png`` and, per trained
 accuracy carries n and a 95% interval over questions (``reasonrft.stats``); for tasks with
 answer groups (structure: choice / non-choice) the tables break each split down by group.
 A last row, the most-frequent-answer baseline (always the training set's most frequent
-answer), shows the level a model must beat to read the image at all. ``results.csv`` holds
+answer), shows the level a model must beat to read the image at all; for a task with partial
+credit (transformation) a second one, the best constant answer (the one answer that scores
+best on the training answers), is the higher bar. ``results.csv`` holds
 one line per (row, split or average, group): n, accuracy, interval, method. The paper's
 comparisons (Reason-RFT against CoT-SFT, ANS-SFT and its own stage 1; Reason-RFT-Zero against
 zero-shot) are also made question by question: the difference per split and on the
@@ -36,7 +38,8 @@ reused or resumed was paid for by an earlier run, whose results record it.
 ``OUT/data_efficiency.png``: accuracy against training samples (log x), in-domain and
 domain-shift panels, with the zero-shot level and the stage-1 activation point marked, and
 ``OUT/sweep.{json,md}``: per budget and paradigm (and the most-frequent-answer baseline),
-in-domain and domain-shift accuracy with their intervals, drawn as error bars; and
+in-domain and domain-shift accuracy with their intervals, drawn as error bars (the baselines,
+most frequent and best constant, as dotted lines); and
 ``OUT/sweep_paired.json``: each budget's paired differences. The budgets share their test
 sets and base, so the zero-shot row is evaluated once and copied to the later budgets
 (``reuse_evals_from``; only where the settings and the test files are identical).
@@ -76,6 +79,7 @@ TITLES = {
     "stage1": "Reason-RFT stage 1 only",
     "reason-rft": "Reason-RFT",
     "most-frequent": "Most frequent answer",
+    "best-constant": "Best constant answer",
 }
 EVAL_STYLE = {"zero-shot": "zero-shot", "ans-sft": "answer"}  # every other row: cot
 
@@ -145,11 +149,13 @@ def run_compare(config: CompareConfig) -> dict:
 
     # report
     test_sets = {s: data.load_dataset(out / "data" / s)[: config.n_eval] for s in task.test_splits}
-    baseline = evaluate.most_frequent_answer_baseline(task, [r.answer for r in data.load_dataset(train_dir)[: config.n_train]], test_sets, config.seed)
+    train_answers = [r.answer for r in data.load_dataset(train_dir)[: config.n_train]]
+    baseline = evaluate.most_frequent_answer_baseline(task, train_answers, test_sets, config.seed)
+    best_constant = evaluate.best_constant_answer_baseline(task, train_answers, test_sets, config.seed) if task.partial_credit else None
     grpo_rows = {name: seen for name in ("reason-rft-zero", "reason-rft") if name in rows and (seen := _grpo_exposure(Path(rows[name]["model"])))}
     paired = _paired_differences(out, rows, task)
     rows = {name: {**row, "model": _portable(row["model"])} for name, row in rows.items()}
-    result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), "paired": paired, "grpo": grpo_rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
+    result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), **({"best_constant": _row(best_constant, "")} if best_constant else {}), "paired": paired, "grpo": grpo_rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
     _write_report(result, task, out)
     return result
 
@@ -403,9 +409,11 @@ def _finished_eval(cfg: evaluate.EvalConfig) -> dict | None:
 def _write_report(result: dict, task: Task, out: Path) -> None:
     splits = list(task.test_splits)
     named = [(TITLES[name], row) for name, row in result["rows"].items()]
-    baseline = (f"Most frequent answer ({result['baseline']['answer']!r} always)", result["baseline"])
+    baselines = [(f"Most frequent answer ({result['baseline']['answer']!r} always)", result["baseline"])]
+    if result.get("best_constant"):
+        baselines.append((f"Best constant answer ({result['best_constant']['answer']!r} always)", result["best_constant"]))
     header = ["paradigm"] + splits + ["AVG", "ID", "OOD AVG"]
-    cells = [[title] + [stats.format_ci(row["splits"][s]) for s in splits] + [_fmt(row, "average"), stats.format_ci(row["splits"][splits[0]]), _fmt(row, "shift_average")] for title, row in named + [baseline]]
+    cells = [[title] + [stats.format_ci(row["splits"][s]) for s in splits] + [_fmt(row, "average"), stats.format_ci(row["splits"][splits[0]]), _fmt(row, "shift_average")] for title, row in named + baselines]
     n = {s: result["baseline"]["splits"][s]["n"] for s in splits}
     md = (
         f"# {task.name}: five paradigms\n\nAccuracy (%) with its 95% interval over questions "
@@ -413,10 +421,13 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
         "Intervals: Wilson for 0/1 scores, else a seeded bootstrap over questions; AVG and OOD AVG (the domain-shift splits' mean): "
         "the splits' Wilson intervals combined (MOVER), or the bootstrap for partial scores.\n\n" + markdown_table(header, cells)
     )
+    if result.get("best_constant"):
+        md += ("\nBest constant answer: the one answer that, given to every question, scores best on the training answers "
+               "(the task's partial credit; chosen without the test sets). A model below it reads nothing a constant guess does not.\n")
     groups = _groups(result["baseline"], splits)
     if groups:
         group_header = ["paradigm"] + [f"{s} {g} (n = {result['baseline']['splits'][s]['groups'][g]['n']})" for s, g in groups] + [f"{s} overall" for s in splits]
-        group_cells = [[title] + [stats.format_ci(row["splits"][s].get("groups", {}).get(g)) for s, g in groups] + [stats.format_ci(row["splits"][s]) for s in splits] for title, row in named + [baseline]]
+        group_cells = [[title] + [stats.format_ci(row["splits"][s].get("groups", {}).get(g)) for s, g in groups] + [stats.format_ci(row["splits"][s]) for s in splits] for title, row in named + baselines]
         md += "\nBy group (structure: choice / non-choice answers; transformation: program length):\n\n" + markdown_table(group_header, group_cells)
     if result.get("paired"):
         pair_header = ["difference (points)"] + splits + ["OOD AVG"]
@@ -430,7 +441,7 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
                       "Stages and evaluations reused from an earlier run, or resumed from a checkpoint, count only the time spent in this one.\n")
     atomic_write_json(out / "results.json", result)
     buf = io.StringIO()
-    csv.writer(buf).writerows(_csv_lines(named + [baseline], splits))
+    csv.writer(buf).writerows(_csv_lines(named + baselines, splits))
     atomic_write_text(out / "results.csv", buf.getvalue())
     numbers = [[title] + [row["splits"][s]["accuracy"] for s in splits] + [row["average"], row["splits"][splits[0]]["accuracy"], row["shift_average"]] for title, row in named]
     plots.accuracy_bars(numbers, header, out / "accuracy_bars.png", title=f"{task.name}: accuracy by paradigm")
@@ -501,13 +512,19 @@ def run_sweep(config: SweepConfig) -> dict:
         results[budget] = run_compare(build(CompareConfig, values, source="sweep"))
         earlier = values["out"]
     in_domain = get_task(config.task).test_splits[0]
-    summary = {str(b): {name: _sweep_entry(row, in_domain, _samples(name, r["config"])) for name, row in {**r["rows"], "most-frequent": r["baseline"]}.items()} for b, r in results.items()}
+    summary = {str(b): {name: _sweep_entry(row, in_domain, _samples(name, r["config"])) for name, row in {**r["rows"], **baseline_rows(r)}.items()} for b, r in results.items()}
     paired = {str(b): r.get("paired", {}) for b, r in results.items()}
     atomic_write_json(Path(config.out) / "sweep.json", summary)
     atomic_write_json(Path(config.out) / "sweep_paired.json", paired)
     atomic_write_text(Path(config.out) / "sweep.md", _sweep_markdown(summary, config.task) + _sweep_paired_markdown(paired, in_domain))
     plots.data_efficiency(summary, Path(config.out) / "data_efficiency.png", title=f"{config.task}: accuracy vs training samples")
     return summary
+
+
+def baseline_rows(result: dict) -> dict[str, dict]:
+    """A compare's constant-answer baselines by row name: the most frequent answer, and the
+    best constant where the task gives partial credit."""
+    return {"most-frequent": result["baseline"], **({"best-constant": result["best_constant"]} if result.get("best_constant") else {})}
 
 
 def _sweep_entry(row: dict, in_domain: str, samples: int) -> dict:
@@ -547,4 +564,4 @@ def _sweep_paired_markdown(paired: dict, in_domain: str) -> str:
 
 def _samples(name: str, config: dict) -> int:
     """Training samples a row's model learned from: stage 1 alone saw only its share."""
-    return {"zero-shot": 0, "stage1": config["stage1"]}.get(name, config["n_train"])  # most-frequent: the training set's answers
+    return {"zero-shot": 0, "stage1": config["stage1"]}.get(name, config["n_train"])  # the baselines: the training set's answers

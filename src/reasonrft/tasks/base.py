@@ -71,6 +71,8 @@ class Task:
             rule text) beyond what generated samples contain.
         pretraining: True for a family that only feeds the base model's pretraining
             (``perception``): ``task_names()`` leaves it out of the reasoning tasks.
+        partial_credit: True when ``score`` gives partial credit (transformation): the best
+            constant answer is then not the most frequent one, and ``compare`` reports both.
     """
 
     name: str
@@ -84,6 +86,7 @@ class Task:
     num_images: int = 1
     corpus: Callable[[], list[str]] = lambda: []
     pretraining: bool = False
+    partial_credit: bool = False
 
     @property
     def train_split(self) -> str:

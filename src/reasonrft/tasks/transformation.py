@@ -421,6 +421,7 @@ TASK = register(
         score=score,
         groups=length_group,
         num_images=2,
+        partial_credit=True,
         corpus=lambda: [RULES, QUESTION, COT_INSTRUCTION, ZERO_SHOT_INSTRUCTION, " ".join(SHAPES + SIZES + COLORS + MATERIALS + tuple(DIRECTIONS) + tuple(FUNCTIONS))],
     )
 )
