@@ -129,9 +129,9 @@ BASELINES = {"most-frequent": ("gray", "most frequent answer"), "best-constant":
 
 def data_efficiency(summary: dict, out: str | os.PathLike, title: str = "") -> Path:
     """Accuracy vs training samples (log x), in-domain and domain-shift panels, each point with
-    its 95% interval where the summary has one; zero-shot as a dashed line, the
-    constant-answer baselines (most frequent; best constant, for partial credit) as dotted ones, the stage-1 activation point as a star at
-    the samples stage 1 saw (the paper's figure). ``summary[budget][row]`` holds ``id``,
+    its 95% interval where the summary has one; zero-shot as a dashed line, the constant-answer
+    baselines (most frequent; best constant, for partial credit) as dotted ones, the stage-1
+    activation point as a star at the samples stage 1 saw (the paper's figure). ``summary[budget][row]`` holds ``id``,
     ``ood``, ``samples`` and optionally ``id_ci95`` / ``ood_ci95``."""
     plt = pyplot()
     budgets = sorted(int(b) for b in summary)
