@@ -29,6 +29,10 @@ from reasonrft.stages import evaluate, grpo, sft
 from reasonrft.tasks import get_task
 
 
+# each constant-answer baseline (``evaluate.constant_answer_baselines``): its table title and results.json key
+BASELINES = {"most-frequent": ("most frequent training answer", "most_frequent_answer"), "best-constant": ("best constant answer on the training answers", "best_constant_answer")}
+
+
 @dataclass
 class DemoConfig:
     stage = "demo"
@@ -100,11 +104,8 @@ def run(config: DemoConfig) -> dict:
     splits = list(task.test_splits)
     test_sets = {split: data.load_dataset(out / "data" / split, task=task.name) for split in splits}
     train_answers = [r.answer for r in data.load_dataset(train_dir, task=task.name)]
-    baseline = evaluate.most_frequent_answer_baseline(task, train_answers, test_sets, config.seed)
-    named = [*results.items(), (f"always the most frequent training answer ({baseline['answer']})", baseline)]
-    best = evaluate.best_constant_answer_baseline(task, train_answers, test_sets, config.seed) if task.partial_credit else None
-    if best:  # a constant guess that collects partial credit is the higher bar
-        named.append((f"always the best constant answer on the training answers ({best['answer']})", best))
+    baselines = evaluate.constant_answer_baselines(task, train_answers, test_sets, config.seed)
+    named = [*results.items(), *((f"always the {BASELINES[name][0]} ({b['answer']})", b) for name, b in baselines.items())]
     rows = [[name] + [stats.format_ci(s["splits"][sp]) for sp in splits] + [stats.format_ci({"accuracy": s["average"], "ci95": s.get("average_ci95")})] for name, s in named]
     table = markdown_table(["model"] + splits + ["AVG"], rows)
     curves = plots.training_curves(Path(grpo_dir) / "trainer_state.json", out / "grpo_curves.png", title=f"GRPO on {task.name}")
@@ -112,7 +113,7 @@ def run(config: DemoConfig) -> dict:
     laps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
     text = f"# reasonrft demo: {task.name}\n\nAccuracy (%) with its 95% interval (Wilson; AVG: MOVER), {config.n_eval} questions per split.\n\n{table}\nWall time: {total:.0f} s ({laps}).\n"
     atomic_write_text(out / "results.md", text)
-    atomic_write_json(out / "results.json", {"task": task.name, "results": {k: {"splits": v["splits"], "average": v["average"], "average_ci95": v.get("average_ci95")} for k, v in results.items()}, **{key: {"answer": b["answer"], "splits": b["splits"], "average": b["average"]} for key, b in (("most_frequent_answer", baseline), ("best_constant_answer", best)) if b}, "timings_s": timings, "total_s": total, "config": vars(config)})
+    atomic_write_json(out / "results.json", {"task": task.name, "results": {k: {"splits": v["splits"], "average": v["average"], "average_ci95": v.get("average_ci95")} for k, v in results.items()}, **{BASELINES[name][1]: {"answer": b["answer"], "splits": b["splits"], "average": b["average"]} for name, b in baselines.items()}, "timings_s": timings, "total_s": total, "config": vars(config)})
     print("\n" + text)
     if curves:
         print(f"GRPO training curves: {curves}")

@@ -297,6 +297,16 @@ def best_constant_answer_baseline(task: Task, train_answers: list[str], test_set
     return _constant_answer_summary(task, stats.best_constant_answer(train_answers, task.score), test_sets, seed)
 
 
+def constant_answer_baselines(task: Task, train_answers: list[str], test_sets: dict[str, list[data.Record]], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """The levels a model must beat, by row name: always the most frequent training answer
+    (``most-frequent``) and, where the task gives partial credit, always the best constant
+    answer (``best-constant``; under 0/1 scores it would be the most frequent one again)."""
+    baselines = {"most-frequent": most_frequent_answer_baseline(task, train_answers, test_sets, seed)}
+    if task.partial_credit:
+        baselines["best-constant"] = best_constant_answer_baseline(task, train_answers, test_sets, seed)
+    return baselines
+
+
 def _constant_answer_summary(task: Task, answer: str, test_sets: dict[str, list[data.Record]], seed: int) -> dict[str, Any]:
     rows = [score_row(task, split, rec, answer) for split, records in test_sets.items() for rec in records]
     summary = summarize(task, rows, list(test_sets), seed)

@@ -81,6 +81,7 @@ TITLES = {
     "most-frequent": "Most frequent answer",
     "best-constant": "Best constant answer",
 }
+RESULT_KEYS = {"most-frequent": "baseline", "best-constant": "best_constant"}  # results.json's key for each baseline row
 EVAL_STYLE = {"zero-shot": "zero-shot", "ans-sft": "answer"}  # every other row: cot
 
 
@@ -150,12 +151,11 @@ def run_compare(config: CompareConfig) -> dict:
     # report
     test_sets = {s: data.load_dataset(out / "data" / s)[: config.n_eval] for s in task.test_splits}
     train_answers = [r.answer for r in data.load_dataset(train_dir)[: config.n_train]]
-    baseline = evaluate.most_frequent_answer_baseline(task, train_answers, test_sets, config.seed)
-    best_constant = evaluate.best_constant_answer_baseline(task, train_answers, test_sets, config.seed) if task.partial_credit else None
+    baselines = evaluate.constant_answer_baselines(task, train_answers, test_sets, config.seed)
     grpo_rows = {name: seen for name in ("reason-rft-zero", "reason-rft") if name in rows and (seen := _grpo_exposure(Path(rows[name]["model"])))}
     paired = _paired_differences(out, rows, task)
     rows = {name: {**row, "model": _portable(row["model"])} for name, row in rows.items()}
-    result = {"task": task.name, "base": _portable(base), "rows": rows, "baseline": _row(baseline, ""), **({"best_constant": _row(best_constant, "")} if best_constant else {}), "paired": paired, "grpo": grpo_rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
+    result = {"task": task.name, "base": _portable(base), "rows": rows, **{RESULT_KEYS[name]: _row(summary, "") for name, summary in baselines.items()}, "paired": paired, "grpo": grpo_rows, "timings_s": timings, "total_s": round(time.time() - started, 1), "config": vars(config)}
     _write_report(result, task, out)
     return result
 
@@ -409,9 +409,7 @@ def _finished_eval(cfg: evaluate.EvalConfig) -> dict | None:
 def _write_report(result: dict, task: Task, out: Path) -> None:
     splits = list(task.test_splits)
     named = [(TITLES[name], row) for name, row in result["rows"].items()]
-    baselines = [(f"Most frequent answer ({result['baseline']['answer']!r} always)", result["baseline"])]
-    if result.get("best_constant"):
-        baselines.append((f"Best constant answer ({result['best_constant']['answer']!r} always)", result["best_constant"]))
+    baselines = [(f"{TITLES[name]} ({row['answer']!r} always)", row) for name, row in baseline_rows(result).items()]
     header = ["paradigm"] + splits + ["AVG", "ID", "OOD AVG"]
     cells = [[title] + [stats.format_ci(row["splits"][s]) for s in splits] + [_fmt(row, "average"), stats.format_ci(row["splits"][splits[0]]), _fmt(row, "shift_average")] for title, row in named + baselines]
     n = {s: result["baseline"]["splits"][s]["n"] for s in splits}
@@ -421,7 +419,7 @@ def _write_report(result: dict, task: Task, out: Path) -> None:
         "Intervals: Wilson for 0/1 scores, else a seeded bootstrap over questions; AVG and OOD AVG (the domain-shift splits' mean): "
         "the splits' Wilson intervals combined (MOVER), or the bootstrap for partial scores.\n\n" + markdown_table(header, cells)
     )
-    if result.get("best_constant"):
+    if "best_constant" in result:
         md += ("\nBest constant answer: the one answer that, given to every question, scores best on the training answers "
                "(the task's partial credit; chosen without the test sets). A model below it reads nothing a constant guess does not.\n")
     groups = _groups(result["baseline"], splits)
@@ -522,9 +520,9 @@ def run_sweep(config: SweepConfig) -> dict:
 
 
 def baseline_rows(result: dict) -> dict[str, dict]:
-    """A compare's constant-answer baselines by row name: the most frequent answer, and the
-    best constant where the task gives partial credit."""
-    return {"most-frequent": result["baseline"], **({"best-constant": result["best_constant"]} if result.get("best_constant") else {})}
+    """A compare's constant-answer baselines by row name (``evaluate.constant_answer_baselines``),
+    read back from its results."""
+    return {name: result[key] for name, key in RESULT_KEYS.items() if key in result}
 
 
 def _sweep_entry(row: dict, in_domain: str, samples: int) -> dict:
