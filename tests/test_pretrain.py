@@ -275,6 +275,35 @@ def test_the_dense_phase_refines_a_trained_vision_tower(nano_model, tmp_path):
     assert torch.equal(model.lm_head.weight, init.lm_head.weight) and torch.equal(model.get_input_embeddings().weight, init.get_input_embeddings().weight)
 
 
+def test_the_dense_phase_at_another_image_size_trains_a_finer_grid_and_the_model_keeps_it(nano_model, tmp_path, capsys):
+    """``dense_image_size=336``: scenes rendered at 336 px with a 12 x 12 grid of cell targets,
+    the tower trained on them, and the saved processor resizing every image, a task's 224 px
+    one too, to 336 x 336 (144 image tokens, not 64). A side that is no multiple of 28 is refused."""
+    import json
+
+    from PIL import Image
+
+    from reasonrft import cli
+    from reasonrft.config import UserError
+
+    image, targets, _ = dense_targets.scene_item("train", 0, 1, 0, 13, 336)
+    assert image.size == (336, 336) and targets["present"].shape == (144,) and targets["present"].sum() > 0
+    out = tmp_path / "fine"
+    assert cli.main(["pretrain", "--out", str(out), f"init_model={nano_model}", "dense_steps=1", "dense_batch_size=2", "dense_curriculum_steps=0", "max_steps=0", "dense_image_size=336"]) == 0
+    heldout = json.loads((out / "dense" / dense_targets.LOG).read_text().splitlines()[-1])["heldout"]
+    assert {"present", "color", "count"} <= set(heldout)
+    processor = modeling.load_processor(out)
+    assert modeling.pixel_limits(processor) == (336 * 336, 336 * 336)
+    grid = processor.image_processor(images=[Image.new("RGB", (224, 224))], return_tensors="pt")["image_grid_thw"]
+    assert grid.tolist() == [[1, 24, 24]]  # 24 x 24 patches, merged 2 x 2: 144 image tokens
+    assert modeling.pixel_limits(modeling.load_processor(nano_model)) != (336 * 336, 336 * 336)  # the init's processor untouched
+    with pytest.raises(UserError, match="renders 336 px scenes"):  # a processor that would shrink the scenes: cells would not match the targets
+        dense_targets.train(modeling.load_model(nano_model), modeling.load_processor(nano_model), tmp_path / "x", dense_targets.DenseConfig(steps=1, image_size=336))
+    capsys.readouterr()
+    assert cli.main(["pretrain", "--out", str(tmp_path / "bad"), f"init_model={nano_model}", "dense_steps=1", "max_steps=0", "dense_image_size=300"]) == 2
+    assert "dense_image_size must be a multiple of 28" in capsys.readouterr().err
+
+
 def test_a_cycle_of_init_model_runs_is_named(tmp_path):
     """``model ship`` follows ``init_model`` back to the first run; runs that continue each
     other have no first run, and the message says so (not that a config is missing)."""

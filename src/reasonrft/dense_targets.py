@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonrft import phase_loop
+from reasonrft import modeling, phase_loop
+from reasonrft.config import UserError
 from reasonrft.io import truncate_jsonl
 from reasonrft.tasks import counting, geometry_draw, perception
 from reasonrft.tasks.base import item_rng
@@ -67,6 +68,7 @@ class DenseConfig:
     seed: int = 0
     workers: int = 0  # processes rendering batches ahead of the training step (0: the training process)
     filtered_counts: bool = False  # a head on the mean cell counting the objects of each of VALUE_FILTERS
+    image_size: int = 224  # scenes rendered at this side, a (side / 28)^2 grid of cells: the processor must resize to it
 
 
 # --------------------------------------------------------------------------- targets
@@ -181,7 +183,7 @@ class Batches:
 
     def __getitem__(self, step: int):
         config = self.config
-        items = [scene_item("train", config.seed, step, i, curriculum(step, config), diagram_fraction=config.diagram_fraction, filtered_counts=config.filtered_counts) for i in range(config.batch_size)]
+        items = [scene_item("train", config.seed, step, i, curriculum(step, config), config.image_size, diagram_fraction=config.diagram_fraction, filtered_counts=config.filtered_counts) for i in range(config.batch_size)]
         return batch_tensors(self.processor, items)
 
 
@@ -252,7 +254,7 @@ def evaluate(visual, head, processor, config: DenseConfig) -> dict[str, float]:
     (most are 0 or 1) and ``filtered_counts_present`` over the filters some object matches."""
     import torch
 
-    items = [scene_item("test", config.seed, 0, i, MAX_COUNT, diagram_fraction=config.diagram_fraction, filtered_counts=config.filtered_counts) for i in range(config.eval_images)]
+    items = [scene_item("test", config.seed, 0, i, MAX_COUNT, config.image_size, diagram_fraction=config.diagram_fraction, filtered_counts=config.filtered_counts) for i in range(config.eval_images)]
     pixel_values, grid_thw, targets = batch_tensors(processor, items)
     device = next(visual.parameters()).device
     pixel_values, grid_thw = pixel_values.to(device), grid_thw.to(device)
@@ -286,6 +288,9 @@ def train(model, processor, out: str | os.PathLike, config: DenseConfig, log=pri
     The model is changed in place (vision tower only); the heads live in the checkpoint."""
     import torch
 
+    low, high = modeling.pixel_limits(processor)
+    if not low <= config.image_size**2 <= high:  # it would resize the scenes, and the cells would not be the targets'
+        raise UserError(f"the dense phase renders {config.image_size} px scenes, but the processor resizes images to {low}-{high} pixels")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)  # the heads' initial weights: a resumed run must match an uninterrupted one

@@ -98,6 +98,11 @@ class PretrainConfig:
     dense_curriculum_steps: int = 300  # scenes grow from 1 to 13 objects over these steps
     dense_diagram_fraction: float = 0.0  # images that are diagrams with per-cell character targets
     dense_filtered_counts: bool = False  # a head counting each attribute value and pair of values in the scene
+    # the side the dense phase renders its scenes at (a multiple of 28: a (side / 28)^2 grid of
+    # merged cells, 8 x 8 at 224). Another side also sets the phase's processor to resize every
+    # image to side x side (min = max = side^2 pixels), which its saved model keeps: later
+    # phases and stages then see the tasks' 224 px images enlarged to it, more tokens per image
+    dense_image_size: int = 224
     # phase 2, the text phase (``text_phase``): arithmetic and copying alone (or ``text_kinds``); 0 steps: none
     text_steps: int = 0
     text_learning_rate: float = 1e-3
@@ -131,6 +136,8 @@ class PretrainConfig:
             raise ValueError("batch sizes must be >= 1")
         if self.dense_steps < 0 or self.dense_learning_rate <= 0 or not 0 <= self.dense_diagram_fraction <= 1:
             raise ValueError("need dense_steps >= 0, dense_learning_rate > 0 and dense_diagram_fraction in [0, 1]")
+        if self.dense_image_size % 28 or not 112 <= self.dense_image_size <= 896:
+            raise ValueError(f"dense_image_size must be a multiple of 28 in [112, 896] (one merged cell is 28 px), got {self.dense_image_size}")
         self.perception_config()  # validates kind_weights, question_first_kinds and reading_perception
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
@@ -254,8 +261,9 @@ def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
     ``WORK/dense-checkpoint.pt``)."""
     dense = dense_targets.DenseConfig(steps=config.dense_steps, batch_size=config.dense_batch_size, learning_rate=config.dense_learning_rate,
                                       curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, filtered_counts=config.dense_filtered_counts, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed,
-                                      workers=config.workers)
-    return _phase(config, init, work, lambda model, processor: dense_targets.train(model, processor, work, dense))
+                                      workers=config.workers, image_size=config.dense_image_size)
+    pixels = None if config.dense_image_size == 224 else config.dense_image_size**2  # 224: the model's own bounds, as every earlier run
+    return _phase(config, init, work, lambda model, processor: dense_targets.train(model, processor, work, dense), pixels)
 
 
 def text_phase_run(config: PretrainConfig, init: Path, work: Path) -> Path:
@@ -264,10 +272,11 @@ def text_phase_run(config: PretrainConfig, init: Path, work: Path) -> Path:
     return _phase(config, init, work, lambda model, processor: text_phase.train(model, processor, str(init), work, config.text_config()))
 
 
-def _phase(config: PretrainConfig, init: Path, work: Path, train) -> Path:
+def _phase(config: PretrainConfig, init: Path, work: Path, train, pixels: int | None = None) -> Path:
     """A phase that changes the model of ``init`` in place (``train(model, processor)``) and
     saves it as ``WORK/model``. With ``resume`` it reuses a finished ``WORK/model``, or lets
-    ``train`` continue from its checkpoint in ``WORK``; without, it starts over."""
+    ``train`` continue from its checkpoint in ``WORK``; without, it starts over. ``pixels``:
+    every image resized to that many pixels (the processor's min and max), saved with the model."""
     import torch
 
     model_dir = work / "model"
@@ -276,7 +285,7 @@ def _phase(config: PretrainConfig, init: Path, work: Path, train) -> Path:
     if not config.resume:
         shutil.rmtree(work, ignore_errors=True)
     torch.manual_seed(config.seed)
-    model, processor = modeling.load_model(init), modeling.load_processor(init)
+    model, processor = modeling.load_model(init), modeling.load_processor(init, min_pixels=pixels, max_pixels=pixels)
     train(model, processor)
     with atomic_dir(model_dir) as tmp:
         model.save_pretrained(tmp)
