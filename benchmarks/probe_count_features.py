@@ -1,7 +1,7 @@
 """Do a base's vision features hold the count of a scene, or does its language model fail to read it?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_count_features.py [--model DIR] [--n-train 4000]
-[--n-test 500] [--epochs 40]``.
+[--n-test 500] [--epochs 40] [--image-size 224]``.
 
 The skills benchmark's ``count/test-id`` asks "How many objects are there?" of a counting-style
 scene (3-13 objects); the shipped bases answer it about 54% of the time, and every CoT chain
@@ -41,9 +41,10 @@ MAX_COUNT = 13
 OBJECT_BINS = ((3, 5), (6, 9), (10, 13))
 
 
-def scenes(split: str, n: int, seed: int, style: str = "plain") -> list[tuple]:
-    """``n`` count items of ``split``: (image, number of objects)."""
-    config = perception.PerceptionConfig()
+def scenes(split: str, n: int, seed: int, style: str = "plain", image_size: int = 224) -> list[tuple]:
+    """``n`` count items of ``split``: (image, number of objects), rendered at ``image_size``
+    (placement is tested in pixels, so other sizes draw almost, not exactly, the same scenes)."""
+    config = perception.PerceptionConfig(image_size=image_size)
     rng = random.Random(f"probe-count-{split}-{style}-{seed}")
     items = []
     for _ in range(n):
@@ -159,12 +160,15 @@ def scored(predictions, counts) -> dict:
     return {**stats.accuracy_interval(right), "by_objects": by_objects}
 
 
-def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, readers: tuple[str, ...]) -> argparse.Namespace:
+def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, readers: tuple[str, ...], image_size: bool = False) -> argparse.Namespace:
     """The probes' command line: ``--model`` (default: the shipped base), ``--n-train``,
     ``--n-test``, ``--epochs``, ``--seed`` and ``--readers`` (comma-separated, of ``readers``;
     all by default), parsed into ``args.readers`` as a list; a clear error for a missing model
-    or an unknown reader."""
+    or an unknown reader. With ``image_size``, also ``--image-size`` (the side the scenes are
+    rendered at)."""
     parser = argparse.ArgumentParser(description=description)
+    if image_size:
+        parser.add_argument("--image-size", type=int, default=224, help="render the scenes at this side (default 224, the tasks' own); the model's processor resizes them as it would a task's")
     parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="a base model directory (default: the shipped base)")
     parser.add_argument("--n-train", type=int, default=n_train)
     parser.add_argument("--n-test", type=int, default=n_test)
@@ -183,11 +187,11 @@ def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, re
 def main() -> None:
     import torch
 
-    args = probe_arguments(__doc__.splitlines()[0], n_train=4000, n_test=500, epochs=40, readers=("mean_mlp", "cell_sum"))
+    args = probe_arguments(__doc__.splitlines()[0], n_train=4000, n_test=500, epochs=40, readers=("mean_mlp", "cell_sum"), image_size=True)
 
     started = time.time()
-    train = scenes("train", args.n_train, args.seed)
-    tests = {"plain": scenes("test", args.n_test, args.seed), "textured": scenes("test", args.n_test, args.seed, style="textured")}
+    train = scenes("train", args.n_train, args.seed, image_size=args.image_size)
+    tests = {look: scenes("test", args.n_test, args.seed, style=style, image_size=args.image_size) for look, style in (("plain", "plain"), ("textured", "textured"))}
     model, processor = modeling.load_model(args.model).eval(), modeling.load_processor(args.model)
     x_train = features(model, processor, train)
     y_train = torch.as_tensor([c for _, c in train])
@@ -196,7 +200,8 @@ def main() -> None:
     for kind in args.readers:
         t0 = time.time()
         reader = train_reader(kind, x_train, y_train, args.epochs, args.seed)
-        result = {"model": portable_path(args.model), "reader": kind, "n_train": args.n_train, "epochs": args.epochs}
+        result = {"model": portable_path(args.model), "reader": kind, "n_train": args.n_train, "epochs": args.epochs, "image_size": args.image_size,
+                  "cells": x_train.shape[1]}
         result["train_exact"] = round(100 * float((predict(kind, reader, x_train) == y_train).float().mean()), 1)
         for look, items in tests.items():
             result[look] = scored(predict(kind, reader, x_tests[look]).tolist(), [c for _, c in items])
