@@ -1,7 +1,7 @@
 """Do a base's vision features hold the count of a scene, or does its language model fail to read it?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_count_features.py [--model DIR] [--n-train 4000]
-[--n-test 500] [--epochs 40] [--image-size 224]``.
+[--n-test 500] [--epochs 40] [--image-size 224] [--predictions FILE]``.
 
 The skills benchmark's ``count/test-id`` asks "How many objects are there?" of a counting-style
 scene (3-13 objects); the shipped bases answer it about 54% of the time, and every CoT chain
@@ -34,7 +34,7 @@ import random
 import time
 
 from reasonrft import modeling, stats
-from reasonrft.io import portable_path
+from reasonrft.io import atomic_write_text, portable_path
 from reasonrft.tasks import perception
 
 MAX_COUNT = 13
@@ -175,6 +175,8 @@ def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, re
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--readers", default=",".join(readers), help=f"comma-separated, of: {', '.join(readers)}")
+    if image_size:
+        parser.add_argument("--predictions", default="", help="also write each test scene's gold and predicted count here (JSON lines), for paired comparisons of two models")
     args = parser.parse_args()
     if not args.model:
         parser.error("--model is required when the package ships no base")
@@ -197,6 +199,7 @@ def main() -> None:
     y_train = torch.as_tensor([c for _, c in train])
     x_tests = {look: features(model, processor, items) for look, items in tests.items()}
     extracted = round(time.time() - started, 1)
+    rows = []
     for kind in args.readers:
         t0 = time.time()
         reader = train_reader(kind, x_train, y_train, args.epochs, args.seed)
@@ -204,9 +207,13 @@ def main() -> None:
                   "cells": x_train.shape[1]}
         result["train_exact"] = round(100 * float((predict(kind, reader, x_train) == y_train).float().mean()), 1)
         for look, items in tests.items():
-            result[look] = scored(predict(kind, reader, x_tests[look]).tolist(), [c for _, c in items])
+            predicted = predict(kind, reader, x_tests[look]).tolist()
+            result[look] = scored(predicted, [c for _, c in items])
+            rows += [{"reader": kind, "look": look, "item": i, "gold": c, "predicted": p} for i, ((_, c), p) in enumerate(zip(items, predicted))]
         result.update({"features_s": extracted, "train_s": round(time.time() - t0, 1)})
         print(json.dumps(result), flush=True)
+    if args.predictions:
+        atomic_write_text(args.predictions, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 if __name__ == "__main__":
