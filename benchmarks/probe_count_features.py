@@ -193,7 +193,7 @@ def main() -> None:
 
     started = time.time()
     train = scenes("train", args.n_train, args.seed, image_size=args.image_size)
-    tests = {look: scenes("test", args.n_test, args.seed, style=style, image_size=args.image_size) for look, style in (("plain", "plain"), ("textured", "textured"))}
+    tests = {style: scenes("test", args.n_test, args.seed, style=style, image_size=args.image_size) for style in ("plain", "textured")}
     model, processor = modeling.load_model(args.model).eval(), modeling.load_processor(args.model)
     x_train = features(model, processor, train)
     y_train = torch.as_tensor([c for _, c in train])

@@ -2,7 +2,7 @@
 
 One answer token per image teaches a from-scratch vision tower little per step. The symbolic
 scene says which object covers each merged patch (a 28 x 28 px cell of a 224 px image: the
-tower's 8 x 8 merged outputs), so a temporary head on those outputs can learn, for every
+tower's 8 x 8 merged outputs; 12 x 12 at ``image_size`` 336), so a temporary head on those outputs can learn, for every
 cell, whether an object covers it and that object's colour, shape, size and material, and
 how many object centres it holds; a second head reads the number of objects off the mean of
 the cells, and with ``filtered_counts`` a third reads off it, for every attribute value and
