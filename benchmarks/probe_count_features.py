@@ -160,14 +160,14 @@ def scored(predictions, counts) -> dict:
     return {**stats.accuracy_interval(right), "by_objects": by_objects}
 
 
-def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, readers: tuple[str, ...], image_size: bool = False) -> argparse.Namespace:
+def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, readers: tuple[str, ...], count_options: bool = False) -> argparse.Namespace:
     """The probes' command line: ``--model`` (default: the shipped base), ``--n-train``,
     ``--n-test``, ``--epochs``, ``--seed`` and ``--readers`` (comma-separated, of ``readers``;
     all by default), parsed into ``args.readers`` as a list; a clear error for a missing model
-    or an unknown reader. With ``image_size``, also ``--image-size`` (the side the scenes are
-    rendered at)."""
+    or an unknown reader. With ``count_options``, also this probe's own ``--image-size`` (the side
+    the scenes are rendered at) and ``--predictions`` (a file of per-scene predictions)."""
     parser = argparse.ArgumentParser(description=description)
-    if image_size:
+    if count_options:
         parser.add_argument("--image-size", type=int, default=224, help="render the scenes at this side (default 224, the tasks' own); the model's processor resizes them as it would a task's")
     parser.add_argument("--model", default=str(modeling.shipped_base() or ""), help="a base model directory (default: the shipped base)")
     parser.add_argument("--n-train", type=int, default=n_train)
@@ -175,7 +175,7 @@ def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, re
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--readers", default=",".join(readers), help=f"comma-separated, of: {', '.join(readers)}")
-    if image_size:
+    if count_options:
         parser.add_argument("--predictions", default="", help="also write each test scene's gold and predicted count here (JSON lines), for paired comparisons of two models")
     args = parser.parse_args()
     if not args.model:
@@ -189,7 +189,7 @@ def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, re
 def main() -> None:
     import torch
 
-    args = probe_arguments(__doc__.splitlines()[0], n_train=4000, n_test=500, epochs=40, readers=("mean_mlp", "cell_sum"), image_size=True)
+    args = probe_arguments(__doc__.splitlines()[0], n_train=4000, n_test=500, epochs=40, readers=("mean_mlp", "cell_sum"), count_options=True)
 
     started = time.time()
     train = scenes("train", args.n_train, args.seed, image_size=args.image_size)

@@ -47,6 +47,8 @@ IGNORE = -100
 VALUE_FILTERS = [(pair,) for pair in counting.ATTRIBUTE_VALUES] + [
     ((first, a), (second, b)) for i, first in enumerate(counting.ATTRIBUTES) for second in counting.ATTRIBUTES[i + 1 :]
     for a in counting.VALUES[first] for b in counting.VALUES[second]]  # 15 values and 72 pairs: the filters the filtered-count head counts
+CELL_PX = 28  # one merged cell of the tower's output: 2 x 2 patches of 14 px
+IMAGE_SIZE = 224  # the tasks' own side: an 8 x 8 grid of cells
 CHECKPOINT = "dense-checkpoint.pt"
 LOG = "dense-log.jsonl"
 
@@ -68,7 +70,17 @@ class DenseConfig:
     seed: int = 0
     workers: int = 0  # processes rendering batches ahead of the training step (0: the training process)
     filtered_counts: bool = False  # a head on the mean cell counting the objects of each of VALUE_FILTERS
-    image_size: int = 224  # scenes rendered at this side, a (side / 28)^2 grid of cells: the processor must resize to it
+    image_size: int = IMAGE_SIZE  # scenes rendered at this side, a (side / CELL_PX)^2 grid of cells: the processor must resize to it
+
+    def __post_init__(self) -> None:
+        check_image_size(self.image_size)
+
+
+def check_image_size(side: int, name: str = "image_size") -> None:
+    """A side the dense targets fit: whole cells (a side not a multiple of ``CELL_PX`` would be
+    resized by the processor to one, and its cells would not be the targets'), 4 to 32 of them."""
+    if side % CELL_PX or not 4 * CELL_PX <= side <= 32 * CELL_PX:
+        raise ValueError(f"{name} must be a multiple of {CELL_PX} in [{4 * CELL_PX}, {32 * CELL_PX}] (one merged cell is {CELL_PX} px), got {side}")
 
 
 # --------------------------------------------------------------------------- targets
@@ -138,14 +150,14 @@ def recorded_texts():
         geometry_draw._Canvas.text = original
 
 
-def scene_item(split: str, seed: int, step: int, i: int, max_objects: int, image_size: int = 224, diagram_fraction: float = 0.0, filtered_counts: bool = False):
+def scene_item(split: str, seed: int, step: int, i: int, max_objects: int, image_size: int = IMAGE_SIZE, diagram_fraction: float = 0.0, filtered_counts: bool = False):
     """Image, per-cell targets and object count of item ``i`` of batch ``step``: a counting-style
     scene of 1 to ``max_objects`` objects, or (``diagram_fraction`` of items) a structure diagram
     with its character targets; with ``filtered_counts``, the targets hold the scene's count of
     each of ``VALUE_FILTERS`` too. Targets a kind of image does not have are IGNORE."""
     rng = item_rng("dense", split, seed, step * 10_000 + i)
     config = perception.PerceptionConfig(image_size=image_size)
-    grid = image_size // 28
+    grid = image_size // CELL_PX
     if rng.random() < diagram_fraction:
         with recorded_texts() as texts:
             (image,), *_ = perception.diagram(config, split, rng)

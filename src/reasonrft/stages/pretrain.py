@@ -102,7 +102,7 @@ class PretrainConfig:
     # merged cells, 8 x 8 at 224). Another side also sets the phase's processor to resize every
     # image to side x side (min = max = side^2 pixels), which its saved model keeps: later
     # phases and stages then see the tasks' 224 px images enlarged to it, more tokens per image
-    dense_image_size: int = 224
+    dense_image_size: int = dense_targets.IMAGE_SIZE
     # phase 2, the text phase (``text_phase``): arithmetic and copying alone (or ``text_kinds``); 0 steps: none
     text_steps: int = 0
     text_learning_rate: float = 1e-3
@@ -136,8 +136,7 @@ class PretrainConfig:
             raise ValueError("batch sizes must be >= 1")
         if self.dense_steps < 0 or self.dense_learning_rate <= 0 or not 0 <= self.dense_diagram_fraction <= 1:
             raise ValueError("need dense_steps >= 0, dense_learning_rate > 0 and dense_diagram_fraction in [0, 1]")
-        if self.dense_image_size % 28 or not 112 <= self.dense_image_size <= 896:
-            raise ValueError(f"dense_image_size must be a multiple of 28 in [112, 896] (one merged cell is 28 px), got {self.dense_image_size}")
+        dense_targets.check_image_size(self.dense_image_size, "dense_image_size")
         self.perception_config()  # validates kind_weights, question_first_kinds and reading_perception
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
@@ -262,7 +261,7 @@ def dense_phase(config: PretrainConfig, init: Path, work: Path) -> Path:
     dense = dense_targets.DenseConfig(steps=config.dense_steps, batch_size=config.dense_batch_size, learning_rate=config.dense_learning_rate,
                                       curriculum_steps=config.dense_curriculum_steps, diagram_fraction=config.dense_diagram_fraction, filtered_counts=config.dense_filtered_counts, save_steps=min(100, config.dense_steps), eval_every=min(100, config.dense_steps), seed=config.seed,
                                       workers=config.workers, image_size=config.dense_image_size)
-    pixels = None if config.dense_image_size == 224 else config.dense_image_size**2  # 224: the model's own bounds, as every earlier run
+    pixels = None if config.dense_image_size == dense_targets.IMAGE_SIZE else config.dense_image_size**2  # 224: the model's own bounds, as every earlier run
     return _phase(config, init, work, lambda model, processor: dense_targets.train(model, processor, work, dense), pixels)
 
 
