@@ -297,3 +297,40 @@ def test_the_object_cell_probe_reads_each_objects_own_cell(monkeypatch):
     _, pairs = probe.images_and_objects("transformation", "test", 4, seed=0)
     assert {o[0] for o in pairs} == set(range(4)) and all(0 <= cell < probe.GRID**2 for _, cell, _ in pairs)
     assert all(set(o[2]) == {"size", "color", "material", "shape"} and o[2]["material"] in ("glass", "metal", "rubber") for o in pairs)
+
+
+def test_paired_probes_averages_towers_per_scene_and_refuses_other_scenes(tmp_path, monkeypatch, capsys):
+    """``benchmarks/paired_probes.py`` compares two recipes' towers on the same probe scenes:
+    each scene's score on a side is the share of its towers that counted it right, the gap is
+    second minus first with a paired interval, and files of other scenes are refused in one line."""
+    import importlib
+    import json
+    import pathlib
+    import sys
+
+    import pytest
+
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[1] / "benchmarks"))
+    probe = importlib.import_module("paired_probes")
+
+    def write(name, golds, predicted):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps({"reader": "cell_sum", "look": "plain", "item": i, "gold": g, "predicted": p}) + "\n" for i, (g, p) in enumerate(zip(golds, predicted))))
+        return str(path)
+
+    golds = [3, 4, 5, 6] * 25
+    first = write("a.jsonl", golds, [g if i % 2 else 0 for i, g in enumerate(golds)])  # right on half
+    second_1 = write("b1.jsonl", golds, golds)  # right on all
+    second_2 = write("b2.jsonl", golds, [0] * 100)  # right on none: the side averages 50
+    monkeypatch.setattr(sys, "argv", ["paired_probes", "--first", first, "--second", f"{second_1},{second_2}"])
+    probe.main()
+    row = json.loads(capsys.readouterr().out)
+    assert (row["first"], row["second"], row["second_each"], row["second_minus_first"]) == (50.0, 50.0, [100.0, 0.0], 0.0)
+    monkeypatch.setattr(sys, "argv", ["paired_probes", "--first", first, "--second", second_1])
+    probe.main()
+    row = json.loads(capsys.readouterr().out)
+    assert row["second_minus_first"] == 50.0 and row["ci95"][0] > 30
+    other = write("c.jsonl", [7] * 100, [7] * 100)
+    monkeypatch.setattr(sys, "argv", ["paired_probes", "--first", first, "--second", other])
+    with pytest.raises(SystemExit, match="c.jsonl: other scenes"):
+        probe.main()

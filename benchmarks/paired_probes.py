@@ -1,0 +1,68 @@
+"""Is one kind of vision tower better than another at holding the count, on the same scenes?
+
+Run by hand: ``.venv/bin/python benchmarks/paired_probes.py --first A.jsonl[,A2.jsonl ...]
+--second B.jsonl[,B2.jsonl ...]``, where each file is a ``probe_count_features.py
+--predictions`` file of one tower, all probed at the same probe seed (so the same held-out
+scenes). Several files on a side are towers of one recipe at different training seeds: each
+scene's score on that side is the share of them that counted it right, so the gap is the
+recipe's, averaged over its training seeds, not one tower's.
+
+Per reader and look, one JSON line: each side's accuracy (and each file's), and the second
+side's minus the first's in points with a paired bootstrap 95% interval over scenes
+(``stats.paired_difference``): the scenes' shared difficulty cancels, so this is far tighter
+than comparing two unpaired intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from reasonrft import stats
+
+
+def load_predictions(path: str) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """``{(reader, look): [(gold, predicted), ...]}`` in item order, from one predictions file."""
+    grouped: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+            grouped.setdefault((row["reader"], row["look"]), {})[int(row["item"])] = (int(row["gold"]), int(row["predicted"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}:{number}: not a probe prediction ({error})") from None
+    return {key: [items[i] for i in sorted(items)] for key, items in grouped.items()}
+
+
+def side_scores(files: list[dict], key: tuple[str, str], golds: list[int], names: list[str]) -> list[float]:
+    """Each scene's share of ``files`` that counted it right; every file must hold the same scenes."""
+    for name, predictions in zip(names, files):
+        if [gold for gold, _ in predictions.get(key, [])] != golds:
+            raise ValueError(f"{name}: other scenes than the first file's for {key[0]}/{key[1]} (probe them at the same --seed and --n-test)")
+    return [sum(predictions[key][i][1] == gold for predictions in files) / len(files) for i, gold in enumerate(golds)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--first", required=True, help="comma-separated predictions files of the first recipe's towers")
+    parser.add_argument("--second", required=True, help="the same for the second recipe (reported: second minus first)")
+    args = parser.parse_args()
+    names = {side: getattr(args, side).split(",") for side in ("first", "second")}
+    try:
+        loaded = {side: [load_predictions(name) for name in side_names] for side, side_names in names.items()}
+        for key in sorted(loaded["first"][0]):
+            golds = [gold for gold, _ in loaded["first"][0][key]]
+            scores = {side: side_scores(loaded[side], key, golds, names[side]) for side in loaded}
+            each = {side: [round(100 * sum(p[key][i][1] == g for i, g in enumerate(golds)) / len(golds), 1) for p in loaded[side]] for side in loaded}
+            gap = stats.paired_difference([scores["first"]], [scores["second"]])
+            print(json.dumps({"reader": key[0], "look": key[1], "n": len(golds),
+                              "first": round(100 * sum(scores["first"]) / len(golds), 1), "first_each": each["first"],
+                              "second": round(100 * sum(scores["second"]) / len(golds), 1), "second_each": each["second"],
+                              "second_minus_first": gap["difference"], "ci95": gap["ci95"]}))
+    except (OSError, ValueError) as error:
+        sys.exit(f"paired_probes: error: {error}")
+
+
+if __name__ == "__main__":
+    main()
