@@ -5,7 +5,9 @@ Run by hand: ``.venv/bin/python benchmarks/paired_probes.py --first A.jsonl[,A2.
 --predictions`` file of one tower, all probed at the same probe seed (so the same held-out
 scenes). Several files on a side are towers of one recipe at different training seeds: each
 scene's score on that side is the share of them that counted it right, so the gap is the
-recipe's, averaged over its training seeds, not one tower's.
+recipe's, averaged over its training seeds, not one tower's. A file probed with
+``--reader-seeds N`` gives each scene the share of its N readers that counted it right (the
+per-cell reader's fit depends on its own seed).
 
 Per reader and look, one JSON line: each side's accuracy (and each file's), and the second
 side's minus the first's in points with a paired bootstrap 95% interval over scenes
@@ -23,24 +25,28 @@ from pathlib import Path
 from reasonrft import stats
 
 
-def load_predictions(path: str) -> dict[tuple[str, str], list[tuple[int, int]]]:
-    """``{(reader, look): [(gold, predicted), ...]}`` in item order, from one predictions file."""
-    grouped: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
+def load_predictions(path: str) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
+    """``{(reader, look): (golds, shares)}`` in item order from one predictions file: each
+    scene's gold count and the share of the file's readers (one per reader seed) that got it."""
+    grouped: dict[tuple[str, str], dict[int, tuple[int, list[bool]]]] = {}
     for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         try:
             row = json.loads(line)
-            grouped.setdefault((row["reader"], row["look"]), {})[int(row["item"])] = (int(row["gold"]), int(row["predicted"]))
+            gold, item = int(row["gold"]), int(row["item"])
+            _, right = grouped.setdefault((row["reader"], row["look"]), {}).setdefault(item, (gold, []))
+            right.append(int(row["predicted"]) == gold)
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}:{number}: not a probe prediction ({error})") from None
-    return {key: [items[i] for i in sorted(items)] for key, items in grouped.items()}
+    return {key: ([items[i][0] for i in sorted(items)], [sum(items[i][1]) / len(items[i][1]) for i in sorted(items)]) for key, items in grouped.items()}
 
 
 def side_scores(files: list[dict], key: tuple[str, str], golds: list[int], names: list[str]) -> list[float]:
-    """Each scene's share of ``files`` that counted it right; every file must hold the same scenes."""
+    """Each scene's score averaged over ``files`` (each file weighs the same, whatever its number
+    of reader seeds); every file must hold the same scenes."""
     for name, predictions in zip(names, files):
-        if [gold for gold, _ in predictions.get(key, [])] != golds:
+        if predictions.get(key, ([], []))[0] != golds:
             raise ValueError(f"{name}: other scenes than the first file's for {key[0]}/{key[1]} (probe them at the same --seed and --n-test)")
-    return [sum(predictions[key][i][1] == gold for predictions in files) / len(files) for i, gold in enumerate(golds)]
+    return [sum(predictions[key][1][i] for predictions in files) / len(files) for i in range(len(golds))]
 
 
 def main() -> None:
@@ -52,9 +58,9 @@ def main() -> None:
     try:
         loaded = {side: [load_predictions(name) for name in side_names] for side, side_names in names.items()}
         for key in sorted(loaded["first"][0]):
-            golds = [gold for gold, _ in loaded["first"][0][key]]
+            golds = loaded["first"][0][key][0]
             scores = {side: side_scores(loaded[side], key, golds, names[side]) for side in loaded}
-            each = {side: [round(100 * sum(p[key][i][1] == g for i, g in enumerate(golds)) / len(golds), 1) for p in loaded[side]] for side in loaded}
+            each = {side: [round(100 * sum(p[key][1]) / len(golds), 1) for p in loaded[side]] for side in loaded}
             gap = stats.paired_difference([scores["first"]], [scores["second"]])
             print(json.dumps({"reader": key[0], "look": key[1], "n": len(golds),
                               "first": round(100 * sum(scores["first"]) / len(golds), 1), "first_each": each["first"],

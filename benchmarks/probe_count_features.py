@@ -1,7 +1,7 @@
 """Do a base's vision features hold the count of a scene, or does its language model fail to read it?
 
 Run by hand: ``.venv/bin/python benchmarks/probe_count_features.py [--model DIR] [--n-train 4000]
-[--n-test 500] [--epochs 40] [--image-size 224] [--predictions FILE]``.
+[--n-test 500] [--epochs 40] [--image-size 224] [--predictions FILE] [--reader-seeds 1]``.
 
 The skills benchmark's ``count/test-id`` asks "How many objects are there?" of a counting-style
 scene (3-13 objects); the shipped bases answer it about 54% of the time, and every CoT chain
@@ -165,7 +165,8 @@ def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, re
     ``--n-test``, ``--epochs``, ``--seed`` and ``--readers`` (comma-separated, of ``readers``;
     all by default), parsed into ``args.readers`` as a list; a clear error for a missing model
     or an unknown reader. With ``count_options``, also this probe's own ``--image-size`` (the side
-    the scenes are rendered at) and ``--predictions`` (a file of per-scene predictions)."""
+    the scenes are rendered at), ``--predictions`` (a file of per-scene predictions) and
+    ``--reader-seeds`` (readers trained at several seeds on the same features)."""
     parser = argparse.ArgumentParser(description=description)
     if count_options:
         parser.add_argument("--image-size", type=int, default=224, help="render the scenes at this side (default 224, the tasks' own); the model's processor resizes them as it would a task's")
@@ -177,9 +178,12 @@ def probe_arguments(description: str, n_train: int, n_test: int, epochs: int, re
     parser.add_argument("--readers", default=",".join(readers), help=f"comma-separated, of: {', '.join(readers)}")
     if count_options:
         parser.add_argument("--predictions", default="", help="also write each test scene's gold and predicted count here (JSON lines), for paired comparisons of two models")
+        parser.add_argument("--reader-seeds", type=int, default=1, help="train each reader this many times, seeds --seed, --seed + 1, ... on the same features and scenes (the per-cell reader's fit depends on its seed)")
     args = parser.parse_args()
     if not args.model:
         parser.error("--model is required when the package ships no base")
+    if getattr(args, "reader_seeds", 1) < 1:
+        parser.error(f"--reader-seeds must be at least 1, not {args.reader_seeds}")
     args.readers = args.readers.split(",")
     if unknown := [name for name in args.readers if name not in readers]:
         parser.error(f"unknown reader {unknown[0]!r}: choose from {', '.join(readers)}")
@@ -201,17 +205,18 @@ def main() -> None:
     extracted = round(time.time() - started, 1)
     rows = []
     for kind in args.readers:
-        t0 = time.time()
-        reader = train_reader(kind, x_train, y_train, args.epochs, args.seed)
-        result = {"model": portable_path(args.model), "reader": kind, "n_train": args.n_train, "epochs": args.epochs, "image_size": args.image_size,
-                  "cells": x_train.shape[1]}
-        result["train_exact"] = round(100 * float((predict(kind, reader, x_train) == y_train).float().mean()), 1)
-        for look, items in tests.items():
-            predicted = predict(kind, reader, x_tests[look]).tolist()
-            result[look] = scored(predicted, [c for _, c in items])
-            rows += [{"reader": kind, "look": look, "item": i, "gold": c, "predicted": p} for i, ((_, c), p) in enumerate(zip(items, predicted))]
-        result.update({"features_s": extracted, "train_s": round(time.time() - t0, 1)})
-        print(json.dumps(result), flush=True)
+        for reader_seed in range(args.seed, args.seed + args.reader_seeds):
+            t0 = time.time()
+            reader = train_reader(kind, x_train, y_train, args.epochs, reader_seed)
+            result = {"model": portable_path(args.model), "reader": kind, "reader_seed": reader_seed, "n_train": args.n_train, "epochs": args.epochs,
+                      "image_size": args.image_size, "cells": x_train.shape[1]}
+            result["train_exact"] = round(100 * float((predict(kind, reader, x_train) == y_train).float().mean()), 1)
+            for look, items in tests.items():
+                predicted = predict(kind, reader, x_tests[look]).tolist()
+                result[look] = scored(predicted, [c for _, c in items])
+                rows += [{"reader": kind, "reader_seed": reader_seed, "look": look, "item": i, "gold": c, "predicted": p} for i, ((_, c), p) in enumerate(zip(items, predicted))]
+            result.update({"features_s": extracted, "train_s": round(time.time() - t0, 1)})
+            print(json.dumps(result), flush=True)
     if args.predictions:
         atomic_write_text(args.predictions, "".join(json.dumps(row) + "\n" for row in rows))
 

@@ -330,6 +330,12 @@ def test_paired_probes_averages_towers_per_scene_and_refuses_other_scenes(tmp_pa
     probe.main()
     row = json.loads(capsys.readouterr().out)
     assert row["second_minus_first"] == 50.0 and row["ci95"][0] > 30
+    two_readers = tmp_path / "r2.jsonl"  # --reader-seeds 2: one reader right on all, one on none
+    two_readers.write_text(pathlib.Path(second_1).read_text().replace('"cell_sum"', '"cell_sum", "reader_seed": 0') + pathlib.Path(second_2).read_text().replace('"cell_sum"', '"cell_sum", "reader_seed": 1'))
+    monkeypatch.setattr(sys, "argv", ["paired_probes", "--first", first, "--second", f"{two_readers},{second_1}"])
+    probe.main()
+    row = json.loads(capsys.readouterr().out)
+    assert (row["second_each"], row["second"]) == ([50.0, 100.0], 75.0)  # each file weighs the same
     other = write("c.jsonl", [7] * 100, [7] * 100)
     monkeypatch.setattr(sys, "argv", ["paired_probes", "--first", first, "--second", other])
     with pytest.raises(SystemExit, match="c.jsonl: other scenes"):
