@@ -18,7 +18,10 @@ training, test split for measuring, the benchmark's own scene sizes and looks):
 The readers are checked on features that plainly hold a count (``tests/test_counting.py``:
 one channel marks 3-13 of the 64 cells, in noise): ``cell_sum`` counts 99% of such scenes
 exactly, ``mean_mlp`` about half, all that the mean keeps of them. (One attention layer with a
-query token was tried and dropped: on that oracle it counted 45%, a weak reader.) If a reader
+query token was tried and dropped: on that oracle it counted 45%, a weak reader.) On real
+towers the per-cell reader's fit depends on its own seed (run P's 336 px towers, 144 cells: it
+fits 40-68% of its own training scenes across seeds, where ``mean_mlp`` fits 68-72%), so
+compare towers over several ``--reader-seeds``. If a reader
 reaches far above the base's 54%, the features hold the count and the language model's
 reading is what limits it; if both stay near it, the features (the vision tower) do.
 Exact-match accuracy on the held-out scenes, plain (``test-id`` look) and textured (the
