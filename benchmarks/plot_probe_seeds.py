@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from reasonrft import plots
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,13 +36,8 @@ def main() -> None:
             sys.exit(f"plot_probe_seeds: error: {path}: {error}")
         towers.append((label, by_reader))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     readers = sorted({reader for _, by_reader in towers for reader in by_reader})
-    figure, axes = plt.subplots(1, len(readers), figsize=(4.5 * len(readers), 3.6), sharey=True, squeeze=False)
+    figure, axes = plots.pyplot().subplots(1, len(readers), figsize=(4.5 * len(readers), 3.6), sharey=True, squeeze=False)
     for axis, reader in zip(axes[0], readers):
         for x, (label, by_reader) in enumerate(towers):
             values = by_reader.get(reader, [])
@@ -51,9 +48,7 @@ def main() -> None:
         axis.set_title(f"{reader}: one dot per reader seed", fontsize=10)
         axis.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("held-out scenes counted exactly (%)")
-    figure.tight_layout()
-    figure.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    print(f"wrote {plots.save_figure(figure, args.out)}")
 
 
 if __name__ == "__main__":
