@@ -49,6 +49,11 @@ def side_scores(files: list[dict], key: tuple[str, str], golds: list[int], names
     return [sum(predictions[key][1][i] for predictions in files) / len(files) for i in range(len(golds))]
 
 
+def percent(shares: list[float]) -> float:
+    """The mean of per-scene scores in [0, 1], in percent."""
+    return round(100 * sum(shares) / len(shares), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--first", required=True, help="comma-separated predictions files of the first recipe's towers")
@@ -60,11 +65,10 @@ def main() -> None:
         for key in sorted(loaded["first"][0]):
             golds = loaded["first"][0][key][0]
             scores = {side: side_scores(loaded[side], key, golds, names[side]) for side in loaded}
-            each = {side: [round(100 * sum(p[key][1]) / len(golds), 1) for p in loaded[side]] for side in loaded}
             gap = stats.paired_difference([scores["first"]], [scores["second"]])
             print(json.dumps({"reader": key[0], "look": key[1], "n": len(golds),
-                              "first": round(100 * sum(scores["first"]) / len(golds), 1), "first_each": each["first"],
-                              "second": round(100 * sum(scores["second"]) / len(golds), 1), "second_each": each["second"],
+                              "first": percent(scores["first"]), "first_each": [percent(p[key][1]) for p in loaded["first"]],
+                              "second": percent(scores["second"]), "second_each": [percent(p[key][1]) for p in loaded["second"]],
                               "second_minus_first": gap["difference"], "ci95": gap["ci95"]}))
     except (OSError, ValueError) as error:
         sys.exit(f"paired_probes: error: {error}")
